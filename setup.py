@@ -1,0 +1,55 @@
+"""Build the compiled backends.
+
+``sgdcore._cpu`` (C++17, OpenMP where the compiler has it) is always built from
+``csrc/bindings_cpu.cpp`` and every ``csrc/cpu/*_cpu.cpp``. BLAS is not linked: the
+kernels call SciPy's OpenBLAS through the function pointers that
+``scipy.linalg.cython_blas`` exports, resolved when the module is imported, so the build
+needs neither SciPy nor network access.
+"""
+
+import os
+import sys
+import tempfile
+from glob import glob
+
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+
+def _has_flag(compiler, flag: str) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "t.cpp")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(){return omp_get_max_threads() > 0 ? 0 : 1;}\n")
+        try:
+            compiler.compile([src], output_dir=tmp, extra_postargs=[flag])
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    """Add OpenMP and optimisation flags the compiler accepts."""
+
+    def build_extensions(self):
+        omp = sys.platform != "win32" and _has_flag(self.compiler, "-fopenmp")
+        for ext in self.extensions:
+            ext.extra_compile_args += ["-O3", "-fno-math-errno", "-Wall"]
+            if os.environ.get("SGDCORE_SANITIZE"):
+                ext.extra_compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1"]
+                ext.extra_link_args += ["-fsanitize=address"]
+            if omp:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
+                ext.define_macros.append(("SGDCORE_OPENMP", "1"))
+        super().build_extensions()
+
+
+cpu = Pybind11Extension(
+    "sgdcore._cpu",
+    sorted(["csrc/bindings_cpu.cpp", *glob("csrc/cpu/*_cpu.cpp")]),
+    include_dirs=["csrc"],
+    cxx_std=17,
+)
+
+setup(ext_modules=[cpu], cmdclass={"build_ext": BuildExt})

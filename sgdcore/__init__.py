@@ -1,0 +1,31 @@
+"""sgdcore: fast, exact kernels and sweeps for studying how the noise of stochastic
+gradient descent shapes generalization (Smith & Le, ICLR 2018).
+
+The public API is re-exported here. Every function takes a model from
+:mod:`sgdcore.models`, a flat parameter vector ``theta`` and data ``(X, y)``, and a
+``backend`` (``"auto"``, ``"numpy"``, ``"numba"``, ``"cpp"``; see :mod:`sgdcore._backend`).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import data, models
+from ._backend import BackendUnavailable, available_backends, backend_status
+from .losses import accuracy, loss, loss_and_grad, predict_proba
+
+try:
+    __version__ = version("sgdcore")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BackendUnavailable",
+    "__version__",
+    "accuracy",
+    "available_backends",
+    "backend_status",
+    "data",
+    "loss",
+    "loss_and_grad",
+    "models",
+    "predict_proba",
+]

@@ -1,0 +1,121 @@
+"""Checks every public function runs before a kernel sees its inputs.
+
+A kernel may assume: ``theta`` is 1-D, C-contiguous, float32 or float64, of length
+``model.n_params``; ``X`` is 2-D, C-contiguous, of ``theta``'s dtype with
+``model.n_features`` columns and at least one row; ``y`` is int64, C-contiguous, one label
+per row, each in ``[0, model.n_classes)``; and (by default) both are finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .models import Model
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+REDUCTIONS = ("sum", "mean")
+
+
+def _array(name: str, a) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    return a
+
+
+def check_finite(name: str, a: np.ndarray) -> None:
+    """Raise if ``a`` holds NaN or inf (one reduction; a second pass only on failure)."""
+    if a.size and not np.isfinite(a.sum()) and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        where = ", ".join(map(str, bad))
+        raise ValueError(f"{name} contains NaN or inf (first at index [{where}])")
+
+
+def check_model(model) -> Model:
+    if not isinstance(model, Model):
+        raise TypeError(
+            "model must be an sgdcore model (LogisticRegression or MLP), "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def check_theta(model: Model, theta, *, finite: bool = True) -> np.ndarray:
+    theta = _array("theta", theta)
+    if theta.dtype not in FLOATS:
+        raise TypeError(f"theta must be float32 or float64, got {theta.dtype}")
+    if theta.shape != (model.n_params,):
+        raise ValueError(
+            f"theta must have shape ({model.n_params},) for {model!r}, got {theta.shape}"
+        )
+    if not theta.flags.c_contiguous:
+        raise ValueError("theta must be C-contiguous; pass np.ascontiguousarray(theta)")
+    if finite:
+        check_finite("theta", theta)
+    return theta
+
+
+def check_X(model: Model, X, dtype: np.dtype, *, finite: bool = True) -> np.ndarray:
+    X = _array("X", X)
+    if X.dtype != dtype:
+        raise TypeError(
+            f"X has dtype {X.dtype} but theta has dtype {dtype}; cast one to match "
+            f"(X.astype(np.{dtype}))"
+        )
+    if X.ndim != 2 or X.shape[1] != model.n_features:
+        raise ValueError(f"X must have shape (N, {model.n_features}), got {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X is empty: at least one example is needed")
+    if not X.flags.c_contiguous:
+        raise ValueError("X must be C-contiguous; pass np.ascontiguousarray(X)")
+    if finite:
+        check_finite("X", X)
+    return X
+
+
+def check_y(model: Model, y, n: int) -> np.ndarray:
+    y = _array("y", y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) to match X, got {y.shape}")
+    if n and (y.min() < 0 or y.max() >= model.n_classes):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise ValueError(f"y holds label {bad}, outside [0, {model.n_classes})")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_reduction(reduction: str) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return reduction
+
+
+def check_l2(l2) -> float:
+    l2 = float(l2)
+    if not np.isfinite(l2) or l2 < 0:
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
+    return l2
+
+
+def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
+    """Return ``out`` checked, or a new array when ``out`` is None."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    out = _array(name, out)
+    if out.shape != shape or out.dtype != dtype:
+        raise ValueError(
+            f"{name} must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}"
+        )
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be C-contiguous and writable")
+    return out
+
+
+def check_data(model, theta, X, y=None, *, finite: bool = True):
+    """Validate ``(model, theta, X[, y])`` together; return the checked arrays."""
+    model = check_model(model)
+    theta = check_theta(model, theta, finite=finite)
+    X = check_X(model, X, theta.dtype, finite=finite)
+    if y is None:
+        return theta, X
+    return theta, X, check_y(model, y, X.shape[0])

@@ -1,0 +1,101 @@
+"""The ``sgdcore`` command.
+
+``sgdcore info`` reports the build, the backends and where MNIST would come from.
+``sgdcore run NAME`` runs one paper experiment; every module in
+:mod:`sgdcore.experiments` that defines ``NAME``, ``add_arguments(parser)`` and
+``main(args) -> int`` is a ``run`` target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def _experiments() -> dict:
+    from . import experiments
+
+    found = {}
+    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{experiments.__name__}.{info.name}")
+        if hasattr(mod, "NAME") and hasattr(mod, "main"):
+            found[mod.NAME] = mod
+    return found
+
+
+def info_lines() -> list[str]:
+    """What ``sgdcore info`` prints, line by line."""
+    import platform
+
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from . import __version__, _backend, data
+
+    lines = [f"sgdcore {__version__}  (Python {platform.python_version()}, NumPy {np.__version__})"]
+    lines.append("backends:")
+    kernels = _backend.registry()
+    for b in _backend.BACKENDS:
+        ok, why = _backend.backend_status(b)
+        if ok:
+            quantities = sorted({q for (_, q, bb) in kernels if bb == b})
+            lines.append(f"  {b:6s} usable   provides: {', '.join(quantities) or '-'}")
+        else:
+            lines.append(f"  {b:6s} missing  ({why})")
+    lines.append(f"  auto -> {_backend.resolve('auto')}")
+    if _backend.backend_status("cpp")[0]:
+        from . import _cpu
+
+        lines.append(f"cpp: BLAS from {_cpu.blas_source}, OpenMP {'on' if _cpu.openmp else 'off'}")
+    lines.append("thread pools:")
+    for pool in threadpool_info():
+        lines.append(
+            f"  {pool['user_api']:7s} {pool['internal_api']:9s} {pool.get('version') or '':8s}"
+            f" threads={pool['num_threads']}  {pool['filepath']}"
+        )
+    if _backend.backend_status("numba")[0]:
+        import numba
+
+        lines.append(f"numba {numba.__version__}: threads={numba.config.NUMBA_NUM_THREADS}")
+    src = data.find_mnist()
+    lines.append(f"MNIST would be served by: {src.source} ({src.location})")
+    return lines
+
+
+def _info(args) -> int:
+    print("\n".join(info_lines()))
+    return 0
+
+
+def _run(args) -> int:
+    return args.experiment.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgdcore",
+        description="Kernels, sweeps and the experiments of Smith & Le (ICLR 2018).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("info", help="build, backends, threads and data sources")
+    p.set_defaults(func=_info)
+    run = sub.add_parser("run", help="run one of the paper's experiments")
+    names = run.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name, mod in _experiments().items():
+        ep = names.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
+        mod.add_arguments(ep)
+        ep.set_defaults(func=_run, experiment=mod)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

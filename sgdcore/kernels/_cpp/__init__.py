@@ -1,0 +1,1 @@
+"""Thin wrappers that pass checked arrays to ``sgdcore._cpu``."""

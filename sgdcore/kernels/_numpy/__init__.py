@@ -1,0 +1,1 @@
+"""Vectorised NumPy kernels (float32 and float64; BLAS through ``@``)."""

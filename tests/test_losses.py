@@ -1,0 +1,146 @@
+"""loss, loss_and_grad, predict_proba, accuracy: every backend x dtype x model against
+the oracle, plus the input contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import RTOL, make_problem, rel_err
+
+import sgdcore
+from sgdcore import reference
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("l2", [0.0, 0.7])
+def test_loss_and_grad_matches_oracle(model, dtype, backend, reduction, l2):
+    theta, X, y = make_problem(model, dtype=dtype)
+    c, g = sgdcore.loss_and_grad(model, theta, X, y, reduction=reduction, l2=l2, backend=backend)
+    c0 = reference.loss(model, theta, X, y, reduction=reduction, l2=l2)
+    g0 = reference.grad(model, theta, X, y, reduction=reduction, l2=l2)
+    assert g.dtype == dtype and g.shape == theta.shape
+    assert rel_err(c, c0) <= RTOL[np.dtype(dtype)]
+    assert rel_err(g, g0) <= RTOL[np.dtype(dtype)]
+    assert sgdcore.loss(model, theta, X, y, reduction=reduction, l2=l2, backend=backend) == (
+        pytest.approx(c, rel=1e-6)
+    )
+
+
+def test_large_batch_crosses_chunks(backend):
+    """More rows than one compiled chunk holds, so chunked accumulation is exercised."""
+    model = sgdcore.models.MLP(5, 2000, 3)
+    theta, X, y = make_problem(model, n=2500)
+    c, g = sgdcore.loss_and_grad(model, theta, X, y, backend=backend)
+    assert rel_err(g, reference.grad(model, theta, X, y)) <= 1e-10
+    assert rel_err(c, reference.loss(model, theta, X, y)) <= 1e-10
+
+
+def test_out_is_written(model, backend):
+    theta, X, y = make_problem(model)
+    out = np.full_like(theta, np.nan)
+    _, g = sgdcore.loss_and_grad(model, theta, X, y, out=out, backend=backend)
+    assert np.shares_memory(g, out) and np.all(np.isfinite(out))
+
+
+def test_one_example(model, backend):
+    theta, X, y = make_problem(model, n=1)
+    _, g = sgdcore.loss_and_grad(model, theta, X, y, backend=backend)
+    assert rel_err(g, reference.grad(model, theta, X, y)) <= 1e-10
+
+
+def test_read_only_inputs(model, backend):
+    theta, X, y = make_problem(model)
+    for a in (theta, X, y):
+        a.setflags(write=False)
+    _, g = sgdcore.loss_and_grad(model, theta, X, y, backend=backend)
+    assert rel_err(g, reference.grad(model, theta, X, y)) <= 1e-10
+
+
+def test_predict_proba_and_accuracy(model, dtype):
+    theta, X, y = make_problem(model, dtype=dtype)
+    p = sgdcore.predict_proba(model, theta, X)
+    assert p.shape == (X.shape[0], model.n_classes)
+    assert rel_err(p, reference.predict_proba(model, theta, X)) <= RTOL[np.dtype(dtype)]
+    assert sgdcore.accuracy(model, theta, X, y) == reference.accuracy(model, theta, X, y)
+
+
+def test_int32_labels_accepted(model, backend):
+    theta, X, y = make_problem(model)
+    _, g = sgdcore.loss_and_grad(model, theta, X, y.astype(np.int32), backend=backend)
+    assert rel_err(g, reference.grad(model, theta, X, y)) <= 1e-10
+
+
+@pytest.mark.parametrize(
+    "mutate, error, match",
+    [
+        (lambda t, X, y: (t[:-1], X, y), ValueError, r"theta must have shape"),
+        (
+            lambda t, X, y: (t.astype(np.int64), X, y),
+            TypeError,
+            r"theta must be float32 or float64",
+        ),
+        (lambda t, X, y: (t, X.astype(np.float32), y), TypeError, r"X has dtype float32"),
+        (lambda t, X, y: (t, X[:, :-1], y), ValueError, r"X must have shape"),
+        (lambda t, X, y: (t, X[:0], y[:0]), ValueError, r"X is empty"),
+        (lambda t, X, y: (t, np.asfortranarray(X), y), ValueError, r"X must be C-contiguous"),
+        (lambda t, X, y: (t, X, y[:-1]), ValueError, r"y must have shape"),
+        (lambda t, X, y: (t, X, y + 10), ValueError, r"outside \[0"),
+        (lambda t, X, y: (t, X, y - 10), ValueError, r"outside \[0"),
+        (lambda t, X, y: (t, X, y.astype(float)), TypeError, r"integer class labels"),
+        (lambda t, X, y: (t, np.where(X > 0.5, np.nan, X), y), ValueError, r"X contains NaN"),
+        (lambda t, X, y: (np.full_like(t, np.inf), X, y), ValueError, r"theta contains NaN or inf"),
+        (lambda t, X, y: (t, X.tolist(), y), TypeError, r"X must be a NumPy array"),
+    ],
+    ids=[
+        "theta-shape",
+        "theta-dtype",
+        "dtype-mix",
+        "X-shape",
+        "empty",
+        "non-contiguous",
+        "y-length",
+        "label-high",
+        "label-negative",
+        "float-labels",
+        "nan-X",
+        "inf-theta",
+        "list",
+    ],
+)
+def test_bad_input_is_refused(model, backend, mutate, error, match):
+    theta, X, y = make_problem(model)
+    with pytest.raises(error, match=match):
+        sgdcore.loss_and_grad(model, *mutate(theta, X, y), backend=backend)
+
+
+def test_bad_arguments(model):
+    theta, X, y = make_problem(model)
+    with pytest.raises(ValueError, match="reduction"):
+        sgdcore.loss(model, theta, X, y, reduction="avg")
+    with pytest.raises(ValueError, match="l2"):
+        sgdcore.loss(model, theta, X, y, l2=-1)
+    with pytest.raises(ValueError, match="out must have shape"):
+        sgdcore.loss_and_grad(model, theta, X, y, out=np.empty(3))
+    with pytest.raises(TypeError, match="model must be"):
+        sgdcore.loss("mlp", theta, X, y)
+
+
+def test_compiled_boundary_checks_itself():
+    """The C++ entry point refuses bad arrays even when Python's checks are bypassed."""
+    _cpu = pytest.importorskip("sgdcore._cpu")
+    model = sgdcore.models.MLP(4, 3, 2)
+    theta, X, y = make_problem(model)
+    with pytest.raises(ValueError, match="theta must have shape"):
+        _cpu.loss_and_grad(2, 4, 3, 2, theta[:-1], X, y, None)
+    with pytest.raises(TypeError, match="X must have dtype float64"):
+        _cpu.loss_and_grad(2, 4, 3, 2, theta, X.astype(np.float32), y, None)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _cpu.loss_and_grad(2, 4, 3, 2, theta, np.asfortranarray(X), y, None)
+    with pytest.raises(ValueError, match="out of range"):
+        _cpu.loss_and_grad(2, 4, 3, 2, theta, X, y + 2, None)
+    with pytest.raises(TypeError, match="y must have dtype int64"):
+        _cpu.loss_and_grad(2, 4, 3, 2, theta, X, y.astype(np.int32), None)
+    with pytest.raises(ValueError, match="grad must be writable"):
+        g = np.empty_like(theta)
+        g.setflags(write=False)
+        _cpu.loss_and_grad(2, 4, 3, 2, theta, X, y, g)
