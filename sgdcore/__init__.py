@@ -8,9 +8,21 @@ The public API is re-exported here. Every function takes a model from
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, models
+from . import curvature, data, evidence, models, sweep, theory
 from ._backend import BackendUnavailable, available_backends, backend_status
+from .curvature import ggn_vp, hessian, hvp
+from .grads import (
+    GradientNoise,
+    GradientNoiseResult,
+    MemoryBudgetError,
+    gradient_noise,
+    memory_budget,
+    per_example_grad_norms,
+    per_example_grads,
+    set_memory_budget,
+)
 from .losses import accuracy, loss, loss_and_grad, predict_proba
+from .train import train
 
 try:
     __version__ = version("sgdcore")
@@ -28,4 +40,20 @@ __all__ = [
     "loss_and_grad",
     "models",
     "predict_proba",
+    "GradientNoise",
+    "GradientNoiseResult",
+    "MemoryBudgetError",
+    "gradient_noise",
+    "memory_budget",
+    "per_example_grad_norms",
+    "per_example_grads",
+    "set_memory_budget",
+    "train",
+    "curvature",
+    "evidence",
+    "ggn_vp",
+    "hessian",
+    "hvp",
+    "sweep",
+    "theory",
 ]

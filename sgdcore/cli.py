@@ -4,6 +4,8 @@
 ``sgdcore run NAME`` runs one paper experiment; every module in
 :mod:`sgdcore.experiments` that defines ``NAME``, ``add_arguments(parser)`` and
 ``main(args) -> int`` is a ``run`` target.
+``sgdcore sweep SPEC.toml --store DIR`` runs (or resumes) a sweep into a result store.
+``sgdcore reproduce [--quick] [--out DIR]`` runs every experiment and writes a report.
 """
 
 from __future__ import annotations
@@ -80,6 +82,48 @@ def _run(args) -> int:
     return args.experiment.main(args)
 
 
+def _sweep(args) -> int:
+    from . import sweep
+
+    if args.executor == "dask" and args.scheduler is None:
+        raise SystemExit("--executor dask needs --scheduler ADDRESS")
+    try:
+        spec = sweep.SweepSpec.from_toml(args.spec)
+        df = sweep.run(
+            spec,
+            args.store,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            progress=args.progress,
+            log=print,
+        )
+    except (sweep.SpecError, sweep.StoreError, sweep.SweepError) as exc:
+        raise SystemExit(f"sgdcore sweep: {exc}") from None
+    print(f"done: {df['run'].nunique()} runs, {len(df)} rows in {args.store}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .report import reproduce
+
+    try:
+        path, results = reproduce(
+            args.out,
+            quick=args.quick,
+            backend=args.backend,
+            only=args.only,
+            download=args.download,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"sgdcore reproduce: {exc}") from None
+    failed = [r.name for r in results if not r.ok]
+    print(f"report: {path}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sgdcore",
@@ -94,6 +138,30 @@ def build_parser() -> argparse.ArgumentParser:
         ep = names.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0])
         mod.add_arguments(ep)
         ep.set_defaults(func=_run, experiment=mod)
+    sw = sub.add_parser("sweep", help="run or resume a sweep described by a TOML file")
+    sw.add_argument("spec", help="the sweep spec (TOML; see sgdcore.sweep.spec)")
+    sw.add_argument("--store", required=True, help="result store folder (resumable)")
+    sw.add_argument("--executor", choices=("local", "dask"), default="local")
+    sw.add_argument("--scheduler", default=None, help="Dask scheduler address (--executor dask)")
+    bar = sw.add_mutually_exclusive_group()
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="draw a progress bar (default: when stderr is a terminal)",
+    )
+    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    sw.set_defaults(func=_sweep)
+    rp = sub.add_parser("reproduce", help="run every experiment and write one Markdown report")
+    rp.add_argument("--quick", action="store_true", help="each experiment's --quick settings")
+    rp.add_argument("--out", default="results", help="report folder (default: %(default)s)")
+    rp.add_argument("--backend", default=None, help="training backend for every experiment")
+    rp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    rp.add_argument(
+        "--download", action="store_true", help="let experiments download MNIST if missing"
+    )
+    rp.set_defaults(func=_reproduce)
     return parser
 
 

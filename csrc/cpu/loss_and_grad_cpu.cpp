@@ -6,6 +6,7 @@
 #include "cpu/forward_backward.h"
 
 namespace sgdcore::cpu {
+namespace {
 
 template <class T>
 double loss_and_grad(const Model& m, const T* theta, const T* X, const int64_t* y, int64_t N,
@@ -42,6 +43,8 @@ double call(const Model& m, const py::array& theta, const py::array& X, const py
   py::gil_scoped_release release;
   return loss_and_grad(m, th, x, lab, N, g);
 }
+
+}  // namespace
 
 SGDCORE_BIND(loss_and_grad) {
   m.def(

@@ -1,0 +1,47 @@
+// The forward state that curvature products reuse across many directions: the MLP's
+// hidden activations A [N, H] and the output probabilities P [N, K] (K = 1, sigmoid, for
+// the binary model). HessianOperator caches it when it fits its memory budget.
+#include "common/bind.h"
+#include "cpu/curvature.h"
+
+namespace sgdcore::cpu::curv {
+
+template <class T>
+void call_state(const Model& m, const py::array& theta, const py::array& X,
+                const py::object& A, const py::array& Pm) {
+  const T* th = sgdcore::checked<T>(theta, "theta", {m.n_params()});
+  const T* x = sgdcore::checked<T>(X, "X", {-1, m.D});
+  const int64_t N = X.shape(0);
+  T* p = sgdcore::checked<T>(Pm, "state_P", {N, m.K()}, true);
+  T* a = nullptr;
+  py::array keep;
+  if (m.kind == Kind::MLP) {
+    SGD_CHECK(!A.is_none(), "the MLP's forward state needs state_A");
+    keep = A.cast<py::array>();
+    a = sgdcore::checked<T>(keep, "state_A", {N, m.H}, true);
+    SGD_CHECK(!overlaps(keep, Pm), "state_A and state_P must not share memory");
+  } else {
+    SGD_CHECK(A.is_none(), "logistic models take no state_A");
+  }
+  py::gil_scoped_release release;
+  forward_state(m, th, x, N, a, p);
+}
+
+SGDCORE_BIND(curvature_state) {
+  m.def(
+      "curvature_state",
+      [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
+         const py::object& state_A, const py::array& state_P) {
+        const Model mod = model_of(kind, D, H, C);
+        if (is_float32(theta))
+          call_state<float>(mod, theta, X, state_A, state_P);
+        else
+          call_state<double>(mod, theta, X, state_A, state_P);
+      },
+      py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
+      py::arg("state_A"), py::arg("state_P"),
+      "Write relu(X W1^T + b1) into state_A (MLP; None otherwise) and the output "
+      "probabilities into state_P.");
+}
+
+}  // namespace sgdcore::cpu::curv

@@ -1,0 +1,305 @@
+"""Lanczos: extreme eigenvalues (thick restart, full reorthogonalisation) and the
+tridiagonal matrices that stochastic Lanczos quadrature integrates with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sl
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+
+__all__ = [
+    "ConvergenceError",
+    "EigenResult",
+    "as_operator",
+    "lanczos_tridiagonal",
+    "top_eigenvalues",
+]
+
+_WHICH = ("LA", "SA", "LM")
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative method stopped before meeting its tolerance.
+
+    ``result`` holds what it had reached (for :func:`top_eigenvalues`, an
+    :class:`EigenResult` whose ``residuals`` say how far each value is from converged).
+    """
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True, eq=False)
+class EigenResult:
+    """Eigenvalues from :func:`top_eigenvalues`.
+
+    Attributes
+    ----------
+    eigenvalues : ndarray, shape (k,)
+        Ordered as asked: ``"LA"`` and ``"LM"`` largest first, ``"SA"`` smallest first.
+    residuals : ndarray, shape (k,)
+        Ritz residual norms ``|A y_i - theta_i y_i|`` (unit ``y_i``); the error of
+        ``theta_i`` is at most this and, away from other eigenvalues, about its square
+        over the gap.
+    n_iter : int
+        Operator-vector products used.
+    n_restarts : int
+        Thick restarts done.
+    converged : bool
+        Every residual is at most ``tol`` times the largest ``|theta|``.
+    eigenvectors : ndarray, shape (P, k), or None
+        Unit Ritz vectors, when asked for.
+    """
+
+    eigenvalues: np.ndarray
+    residuals: np.ndarray
+    n_iter: int
+    n_restarts: int
+    converged: bool
+    eigenvectors: np.ndarray | None = None
+
+
+def as_operator(op) -> LinearOperator:
+    """``op`` (LinearOperator, ndarray or sparse matrix) as a square LinearOperator."""
+    A = aslinearoperator(op)
+    if len(A.shape) != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"the operator must be square, got shape {A.shape}")
+    if A.shape[0] == 0:
+        raise ValueError("the operator is empty (shape (0, 0))")
+    return A
+
+
+def _apply(A, v):
+    """``A v`` in float64, whatever the operator's dtype."""
+    return np.asarray(A.matvec(v), dtype=np.float64).reshape(-1)
+
+
+def _order(theta, which):
+    if which == "LA":
+        return np.argsort(-theta, kind="stable")
+    if which == "SA":
+        return np.argsort(theta, kind="stable")
+    return np.argsort(-np.abs(theta), kind="stable")
+
+
+def top_eigenvalues(
+    op,
+    k=1,
+    *,
+    which="LA",
+    tol=1e-8,
+    ncv=None,
+    max_products=None,
+    seed=0,
+    v0=None,
+    return_eigenvectors=False,
+):
+    """Extreme eigenvalues of a symmetric operator by Lanczos with full
+    reorthogonalisation and thick restarts.
+
+    Each step applies the operator once, takes the three-term recurrence and then
+    orthogonalises the new vector against the whole basis (classical Gram-Schmidt, a
+    second pass when cancellation shows), so the projected matrix ``T = V^T A V`` is
+    exact to rounding and no spurious copies appear. When the
+    basis holds ``ncv`` vectors the method restarts from the best ``k + (ncv - k) // 2``
+    Ritz vectors (Wu & Simon's thick restart, equivalent to implicitly restarted
+    Lanczos). It stops when the Ritz residual of each wanted value is at most ``tol``
+    times the largest ``|theta|`` among all Ritz values (an estimate of ``|A|``). This
+    computes what ``scipy.sparse.linalg.eigsh`` computes; operators with ``P <= ncv``
+    are diagonalised densely.
+
+    Parameters
+    ----------
+    op : LinearOperator, ndarray or sparse matrix, shape (P, P)
+        Symmetric, e.g. :class:`HessianOperator`.
+    k : int
+        How many eigenvalues.
+    which : {"LA", "SA", "LM"}
+        Largest algebraic (default), smallest algebraic, or largest magnitude.
+    tol : float
+        Relative residual tolerance (``> 0``).
+    ncv : int, optional
+        Basis size, ``k < ncv <= P``; default ``min(P, max(4 k, 20))`` (a larger basis
+        restarts less often; memory ``(ncv + 1) P`` float64).
+    max_products : int, optional
+        Give up after this many products (default ``100 * ncv``).
+    seed : int
+        Seed of the random starting vector.
+    v0 : ndarray, shape (P,), optional
+        Starting vector instead of a random one.
+    return_eigenvectors : bool
+        Also return the Ritz vectors.
+
+    Returns
+    -------
+    EigenResult
+
+    Raises
+    ------
+    ConvergenceError
+        If the tolerance is not met within ``max_products``; its ``result`` holds the
+        values and residuals reached.
+    """
+    A = as_operator(op)
+    n = A.shape[0]
+    if which not in _WHICH:
+        raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"k must be an integer with 1 <= k <= P = {n}, got {k!r}")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
+    ncv = min(n, max(4 * k, 20)) if ncv is None else int(ncv)
+    if not (k < ncv <= n or (k == ncv == n)):
+        raise ValueError(f"ncv must satisfy k < ncv <= P (k={k}, P={n}), got {ncv}")
+    max_products = 100 * ncv if max_products is None else int(max_products)
+    if n <= ncv:
+        return _dense(A, k, which, return_eigenvectors)
+
+    V = np.empty((ncv + 1, n))
+    T = np.zeros((ncv, ncv))
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(n) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
+    if start.shape != (n,) or not np.all(np.isfinite(start)) or not np.any(start):
+        raise ValueError(f"v0 must be a finite, non-zero vector of shape ({n},)")
+    V[0] = start / np.linalg.norm(start)
+    n_prod = restarts = 0
+    first = 0
+    keep = min(ncv - 1, k + (ncv - k) // 2)
+    while True:
+        beta = 0.0
+        for j in range(first, ncv):
+            w = _apply(A, V[j])
+            n_prod += 1
+            Q = V[: j + 1]
+            if j == first:
+                # After a (re)start the new vector couples to every kept Ritz vector.
+                h = Q @ w
+                w -= h @ Q
+            else:
+                # Three-term recurrence, then one full Gram-Schmidt pass against the
+                # basis for what rounding left.
+                h = np.zeros(j + 1)
+                h[j] = float(V[j] @ w)
+                h[j - 1] = T[j - 1, j]
+                w -= h[j] * V[j] + h[j - 1] * V[j - 1]
+            before = float(np.linalg.norm(w))
+            h2 = Q @ w
+            w -= h2 @ Q
+            h += h2
+            beta = float(np.linalg.norm(w))
+            if beta < 0.5 * before:  # cancellation: orthogonalise once more
+                h3 = Q @ w
+                w -= h3 @ Q
+                h += h3
+                beta = float(np.linalg.norm(w))
+            T[: j + 1, j] = h
+            T[j, : j + 1] = h
+            scale = max(float(np.max(np.abs(h))), 1e-300)
+            if beta <= 1e-12 * scale:
+                # Invariant subspace: continue from a fresh direction orthogonal to it.
+                beta = 0.0
+                w = rng.standard_normal(n)
+                for _ in range(2):
+                    w -= (Q @ w) @ Q
+            V[j + 1] = w / np.linalg.norm(w)
+            if j + 1 < ncv:
+                T[j + 1, j] = T[j, j + 1] = beta
+            if j + 1 >= k:
+                theta, Y = np.linalg.eigh(T[: j + 1, : j + 1])
+                sel = _order(theta, which)[:k]
+                res = beta * np.abs(Y[j, sel])
+                top = float(np.max(np.abs(theta))) or 1.0
+                done = bool(np.all(res <= tol * top))
+                if done or n_prod >= max_products:
+                    result = EigenResult(
+                        eigenvalues=theta[sel].copy(),
+                        residuals=res,
+                        n_iter=n_prod,
+                        n_restarts=restarts,
+                        converged=done,
+                        eigenvectors=(Y[:, sel].T @ V[: j + 1]).T if return_eigenvectors else None,
+                    )
+                    if not done:
+                        raise ConvergenceError(
+                            f"top_eigenvalues: {int(np.sum(res > tol * top))} of {k} Ritz "
+                            f"values still have residual > tol * max|theta| = {tol * top:.3g} "
+                            f"after {n_prod} products (largest residual {res.max():.3g}); "
+                            "raise max_products or ncv, or loosen tol",
+                            result,
+                        )
+                    return result
+        # Thick restart: keep the best `keep` Ritz pairs and the residual direction.
+        theta, Y = np.linalg.eigh(T)
+        sel = _order(theta, which)[:keep]
+        V[:keep] = Y[:, sel].T @ V[:ncv]
+        V[keep] = V[ncv]
+        T[:] = 0.0
+        T[np.arange(keep), np.arange(keep)] = theta[sel]
+        b = beta * Y[ncv - 1, sel]
+        T[keep, :keep] = b
+        T[:keep, keep] = b
+        first = keep
+        restarts += 1
+
+
+def _dense(A, k, which, return_eigenvectors):
+    n = A.shape[0]
+    M = np.asarray(A.matmat(np.eye(n)), dtype=np.float64)
+    M = 0.5 * (M + M.T)
+    theta, Y = np.linalg.eigh(M)
+    sel = _order(theta, which)[:k]
+    return EigenResult(
+        eigenvalues=theta[sel],
+        residuals=np.zeros(k),
+        n_iter=n,
+        n_restarts=0,
+        converged=True,
+        eigenvectors=Y[:, sel] if return_eigenvectors else None,
+    )
+
+
+def lanczos_tridiagonal(A, q, steps, *, reorth=True):
+    """``(alpha, beta)`` of the Lanczos tridiagonal matrix of ``A`` from unit ``q``.
+
+    ``steps`` products at most; fewer when the Krylov space becomes invariant (then the
+    Gauss quadrature is exact). ``reorth`` orthogonalises against the whole basis (twice),
+    which costs ``steps x P`` memory.
+    """
+    n = A.shape[0]
+    steps = min(int(steps), n)
+    alpha = np.empty(steps)
+    beta = np.empty(max(steps - 1, 0))
+    Q = np.empty((steps, n)) if reorth else None
+    q_prev = np.zeros(n)
+    b_prev = 0.0
+    for j in range(steps):
+        if reorth:
+            Q[j] = q
+        w = _apply(A, q)
+        a = float(q @ w)
+        alpha[j] = a
+        w -= a * q + b_prev * q_prev
+        if reorth:
+            B = Q[: j + 1]
+            for _ in range(2):
+                w -= (B @ w) @ B
+        if j == steps - 1:
+            break
+        b = float(np.linalg.norm(w))
+        if b <= 1e-12 * max(abs(a), b_prev, 1e-300):
+            return alpha[: j + 1], beta[:j]
+        beta[j] = b
+        q_prev, q, b_prev = q, w / b, b
+    return alpha, beta
+
+
+def gauss_quadrature(alpha, beta):
+    """Nodes and weights of the Gauss rule of a Lanczos tridiagonal matrix."""
+    if alpha.size == 1:
+        return alpha.copy(), np.ones(1)
+    nodes, vecs = sl.eigh_tridiagonal(alpha, beta)
+    return nodes, vecs[0] ** 2

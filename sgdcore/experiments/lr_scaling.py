@@ -1,0 +1,173 @@
+"""lr-scaling: the optimum batch size grows in proportion to the learning rate (Fig. 5).
+
+The paper sweeps B for a range of ε at momentum 0.9, training each for ``10000/ε`` steps
+(a fixed SDE time ε·steps), and finds B_opt ∝ ε (Fig. 5b: best sampled B against ε,
+error bars to the next sampled B). Here every ε is trained for ``time/ε`` steps
+(``steps = {rule = "constant_time"}`` in the sweep spec), the optimum is located per ε
+with :func:`sgdcore.theory.optimal_batch_size` and the slope of log B_opt against log ε
+is fitted with :func:`sgdcore.theory.fit_scaling` (predicted: 1).
+
+Each ε is sampled over the batch sizes whose noise scale ``g = ε/(1-m)(N/B - 1)`` lies
+in a fixed band (``G_BAND``, a factor of about 40), so the cost per ε stays flat and
+an optimum that did not follow the rule would show up at the band's edge.
+
+============  =======================================  ==================================
+              full                                     ``--quick``
+============  =======================================  ==================================
+network       784-800-10                               784-128-10
+ε             0.01, 0.03, 0.1, 0.3                     0.03, 0.1, 0.3
+m             0.9                                      0.9
+steps         500/ε (5,000 at ε = 0.1)                 50/ε (500 at ε = 0.1)
+B             powers of 2 (and 1000), g in [4, 150]    the same
+seeds         3                                        3
+============  =======================================  ==================================
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from .. import sweep
+from . import _common as C
+
+NAME = "lr-scaling"
+
+#: Band of noise scales each learning rate's batch sizes cover.
+G_BAND = (4.0, 150.0)
+FULL = {
+    "hidden": 800,
+    "lrs": [0.01, 0.03, 0.1, 0.3],
+    "momentum": 0.9,
+    "time": 500.0,
+    "seeds": 3,
+}
+QUICK = {"hidden": 128, "lrs": [0.03, 0.1, 0.3], "momentum": 0.9, "time": 50.0, "seeds": 3}
+
+
+def make_spec(
+    quick: bool = False,
+    *,
+    hidden=None,
+    seeds=None,
+    lrs=None,
+    momentum=None,
+    time=None,
+    backend: str = "auto",
+    download: bool = False,
+) -> sweep.SweepSpec:
+    """One grid per ε: its band of batch sizes × seeds, ``round(time / ε)`` steps."""
+    p = dict(QUICK if quick else FULL)
+    for k, v in (
+        ("hidden", hidden),
+        ("seeds", seeds),
+        ("lrs", lrs),
+        ("momentum", momentum),
+        ("time", time),
+    ):
+        if v is not None:
+            p[k] = v
+    n = C.DATA["n_train"]
+    grids = [
+        {
+            "lr": [lr],
+            "batch_size": C.band_grid(lr, p["momentum"], n, G_BAND),
+            "seed": list(range(p["seeds"])),
+        }
+        for lr in sorted(p["lrs"])
+    ]
+    return sweep.SweepSpec(
+        name=NAME,
+        grid=grids,
+        fixed={"momentum": p["momentum"]},
+        steps={"rule": "constant_time", "time": p["time"]},
+        model={"kind": "mlp", "hidden": p["hidden"]},
+        data={**C.DATA, "download": download},
+        backend=backend,
+    )
+
+
+def run(
+    quick: bool = False,
+    out=None,
+    *,
+    backend: str = "auto",
+    seeds=None,
+    hidden=None,
+    executor: str = "local",
+    client=None,
+    scheduler=None,
+    progress=None,
+    **overrides,
+) -> pd.DataFrame:
+    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
+
+    ``overrides``: ``lrs``, ``momentum``, ``time``.
+    """
+    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
+    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+
+
+def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:
+    """B_opt per ε and the fitted slope of log B_opt against log ε."""
+    return C.scaling_analysis(df, "lr", lambda v: v, n_boot=n_boot)
+
+
+FIGURES = ("fig5a_accuracy_vs_batch", "fig5b_bopt_vs_lr")
+
+
+def plot(df: pd.DataFrame) -> dict:
+    """Fig. 5a (final test accuracy against B per ε) and Fig. 5b (B_opt against ε)."""
+    return C.scaling_plots(
+        df,
+        "lr",
+        analyze(df),
+        hue_label=lambda v: (
+            f"ε = {v:g} ({int(round(df.loc[df['lr'] == v, 'total_steps'].iloc[0]))} steps)"
+        ),
+        xlabel="learning rate ε",
+        predicted_label="B_opt ∝ ε (predicted)",
+        title=f"m = {df['momentum'].iloc[0]:g}, N = {int(df['n_train'].iloc[0])}",
+        keys=FIGURES,
+    )
+
+
+def summarize(df: pd.DataFrame) -> tuple[dict, str]:
+    """JSON summary and the report's Markdown section."""
+    a = analyze(df)
+    rule = df.attrs.get("manifest", {}).get("spec", {}).get("steps") or {}
+    time = rule.get("time") if isinstance(rule, dict) else None
+    if time is None:
+        time = float((df["lr"] * df["total_steps"]).median())
+    return C.scaling_summary(
+        df,
+        "lr",
+        a,
+        rule="ε",
+        symbol="ε",
+        heading="Learning-rate scaling: B_opt ∝ ε (Fig. 5)",
+        figures=FIGURES,
+        settings=(
+            f"m = {df['momentum'].iloc[0]:g}, N = {int(df['n_train'].iloc[0])}, "
+            f"{time:g}/ε steps, batch sizes with noise scale g in [{G_BAND[0]:g}, "
+            f"{G_BAND[1]:g}]"
+        ),
+    )
+
+
+def add_arguments(parser) -> None:
+    C.add_common_arguments(parser, NAME)
+    parser.add_argument(
+        "--lrs", type=float, nargs="+", default=None, help="learning rates ε to sweep"
+    )
+    parser.add_argument("--momentum", type=float, default=None, help="momentum m (default 0.9)")
+    parser.add_argument(
+        "--time", type=float, default=None, help="ε × steps of every run (steps = time/ε)"
+    )
+
+
+def main(args) -> int:
+    return C.experiment_main(
+        sys.modules[__name__], args, lrs=args.lrs, momentum=args.momentum, time=args.time
+    )

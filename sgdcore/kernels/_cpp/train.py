@@ -1,0 +1,134 @@
+"""C++ training engine (``csrc/cpu/train_cpu.cpp``): the whole run is one call.
+
+:func:`plan` decides how the run uses the cores (see its docstring for the rule and the
+measurements behind it); the call runs with BLAS limited to one thread whenever the
+OpenMP team has more than one thread, so the two never oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import _cpu
+from ..._backend import register
+from .dims import dims
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one run uses the machine.
+
+    threads : OpenMP team size; each thread runs whole units with single-threaded BLAS.
+        1 means one unit at a time with BLAS threading inside each GEMM.
+    slices : hidden-unit slices per MLP model; a unit is (model, slice).
+    block_rows : rows of W1 per update block (momentum GEMM, theta += v, next forward).
+    fuse : compute the next step's forward inside the update loop (two batch buffers).
+    chunk : steps a thread runs on one model before it picks the least advanced model
+        again (when slices == 1).
+    """
+
+    threads: int
+    slices: int
+    block_rows: int
+    fuse: bool
+    chunk: int
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan(model, K: int, B: int, dtype, threads: int | None = None) -> Plan:
+    """The plan for K models at batch size B.
+
+    Rule (measured on 2 cores, MLP 784-800-10, B from 1 to 1,000): an OpenMP team of one
+    thread per core, each running whole models with single-threaded BLAS, beats one
+    model at a time with BLAS threading inside each GEMM at every B (2.6x at K = 1,
+    B = 16; 5-8x for K = 3 on a busy machine: no fork/join per GEMM, no spinning BLAS
+    threads). The models are independent: a thread takes the least advanced free model
+    and runs ``chunk`` steps of it (about 10 ms of work), so K = 3 on 2 cores balances
+    without any barrier, and the result does not depend on the number of threads (each
+    model's arithmetic is the same wherever it runs). The lockstep schedule
+    (``slices > 1``: the hidden layer cut across threads, one barrier per step) is
+    only used when asked for through :data:`OVERRIDE`: it helps a lone model on an idle
+    machine, but a barrier costs a scheduler quantum as soon as the cores are shared
+    (750 us per step measured here at load 4, against 1 us without), and it changes
+    rounding with the number of slices. W1 is updated in blocks of 128 rows below B = 16
+    (W1 and velocity blocks stay in L2 between the momentum GEMM, the update and the next
+    forward) and whole from B = 16 on, where the GEMMs dominate; the next forward is
+    fused into that loop while B * D * itemsize <= 2 MiB.
+    """
+    T = cores() if threads is None else max(1, int(threads))
+    if not getattr(_cpu, "openmp", True):  # built without OpenMP: one thread
+        T = 1
+    S = 1
+    itemsize = np.dtype(dtype).itemsize
+    D = model.n_features
+    # Small batches: blocks of 128 rows (a block of W1 and of its velocity stay in L2
+    # between the GEMM, the update and the next forward). From B = 16 on, whole slices:
+    # the GEMMs then dominate and smaller blocks only repack the batch more often.
+    rows = 128 if B < 16 else max(1, getattr(model, "n_hidden", 1))
+    fuse = B * D * itemsize <= (2 << 20)
+    # Rough seconds per step (traffic over P-sized buffers + GEMM work): chunks of ~10 ms.
+    P = model.n_params
+    est = 6 * P * itemsize / 20e9 + 4 * B * P / 50e9
+    chunk = int(max(1, min(1000, round(0.01 / est))))
+    return Plan(threads=T, slices=S, block_rows=rows, fuse=fuse, chunk=chunk)
+
+
+#: A dict of :class:`Plan` fields that replace :func:`plan`'s choice (benchmarks, tuning;
+#: e.g. ``{"slices": 2}`` for the lockstep schedule).
+OVERRIDE: dict | None = None
+
+
+@register("train", "cpp")
+def train(
+    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
+):
+    from threadpoolctl import threadpool_limits
+
+    K = thetas.shape[0]
+    p = plan(model, K, B, thetas.dtype)
+    if OVERRIDE:
+        p = Plan(**{**p.__dict__, **OVERRIDE})
+    metrics = np.empty((K, evals.shape[0], 3))
+    div_step = np.empty(K, dtype=np.int64)
+    args = (
+        *dims(model),
+        X,
+        Y,
+        Xte,
+        yte,
+        thetas,
+        seeds,
+        n_train,
+        lr,
+        momentum,
+        l2,
+        B,
+        steps,
+        evals,
+        metrics,
+        div_step,
+    )
+    kw = dict(
+        threads=p.threads,
+        slices=p.slices,
+        block_rows=p.block_rows,
+        fuse=p.fuse,
+        chunk=p.chunk,
+        progress=progress,
+    )
+    if p.threads > 1:
+        with threadpool_limits(1, user_api="blas"):
+            _cpu.train(*args, **kw)
+    else:
+        _cpu.train(*args, **kw)
+    return metrics, div_step
