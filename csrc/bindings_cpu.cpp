@@ -35,10 +35,6 @@ void load() {
   t.dgemv = reinterpret_cast<dgemv_t>(ptr("dgemv"));
   t.ssyrk = reinterpret_cast<ssyrk_t>(ptr("ssyrk"));
   t.dsyrk = reinterpret_cast<dsyrk_t>(ptr("dsyrk"));
-  t.sdot = reinterpret_cast<sdot_t>(ptr("sdot"));
-  t.ddot = reinterpret_cast<ddot_t>(ptr("ddot"));
-  t.saxpy = reinterpret_cast<saxpy_t>(ptr("saxpy"));
-  t.daxpy = reinterpret_cast<daxpy_t>(ptr("daxpy"));
 }
 }  // namespace blas
 

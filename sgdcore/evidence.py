@@ -232,6 +232,12 @@ def _reduction(model, X):
     return LogisticRegression(int(active.size), model.n_classes), X_r, index
 
 
+def _norm(x) -> float:
+    # einsum, not np.linalg.norm: NumPy's BLAS would wake a second thread pool beside
+    # the compiled kernels' (SciPy's), whose spinning threads slow them down.
+    return float(np.sqrt(np.einsum("i,i->", x, x)))
+
+
 def _cost_grad(model, theta, X, y, l2, backend):
     return loss_and_grad(model, theta, X, y, l2=l2, backend=backend, check_finite=False)
 
@@ -351,7 +357,7 @@ def _newton(model, X, y, l2, theta0, gtol, max_iter, backend):
     return MapFit(
         theta=theta,
         cost=float(cost),
-        grad_norm=float(np.linalg.norm(grad)),
+        grad_norm=_norm(grad),
         grad_scale=scale,
         n_iter=n_iter,
         method="newton",
@@ -377,7 +383,7 @@ def _newton_core(model, X, y, l2, theta0, gtol, max_iter, backend):
     P = model.n_params
     zero = np.zeros(P)
     c0, g0 = _cost_grad(model, zero, X, y, l2, backend)
-    scale = float(np.linalg.norm(g0))
+    scale = _norm(g0)
     if theta0 is None:
         theta, cost, grad = zero, c0, g0
     else:
@@ -386,7 +392,7 @@ def _newton_core(model, X, y, l2, theta0, gtol, max_iter, backend):
     tol = gtol * scale
     for it in range(max_iter + 1):
         H = hessian(model, theta, X, y, l2=l2, backend=backend, check_finite=False)
-        gnorm = float(np.linalg.norm(grad))
+        gnorm = _norm(grad)
         if gnorm <= tol:
             try:
                 factor = sl.cho_factor(H, lower=True, check_finite=False)
@@ -400,7 +406,7 @@ def _newton_core(model, X, y, l2, theta0, gtol, max_iter, backend):
         except np.linalg.LinAlgError:
             # Singular Hessian (l2 = 0): the minimum-norm step.
             d = -sl.lstsq(H, grad, check_finite=False)[0]
-        slope = float(grad @ d)
+        slope = float(np.einsum("i,i->", grad, d))
         if not slope < 0:
             d, slope = -grad, -(gnorm**2)
         if -slope <= 1e-12 * max(abs(cost), 1.0):
@@ -441,11 +447,11 @@ def _lbfgs(model, X, y, l2, theta0, gtol, max_iter, backend):
         return c, g
 
     _, g0 = fun(theta0)
-    scale = float(np.linalg.norm(g0))
+    scale = _norm(g0)
     tol = gtol * scale
 
     def callback(intermediate_result):
-        if np.array_equal(last["x"], intermediate_result.x) and np.linalg.norm(last["g"]) <= tol:
+        if np.array_equal(last["x"], intermediate_result.x) and _norm(last["g"]) <= tol:
             raise StopIteration
 
     res = minimize(
@@ -458,7 +464,7 @@ def _lbfgs(model, X, y, l2, theta0, gtol, max_iter, backend):
     )
     theta = np.ascontiguousarray(res.x)
     cost, grad = _cost_grad(model, theta, X, y, l2, backend)
-    gnorm = float(np.linalg.norm(grad))
+    gnorm = _norm(grad)
     status = "converged"
     if gnorm > tol:
         if res.nit >= max_iter:
@@ -640,7 +646,7 @@ def laplace(
         P,
         model.n_classes,
         l2,
-        float(np.linalg.norm(grad)),
+        _norm(grad),
         n_excluded,
         eigenvalues,
         theta,

@@ -106,6 +106,14 @@ def test_same_seed_same_table(pool):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_bad_command_line_is_refused(capsys):
+    for bad in (["--splits", "0"], ["--splits", "many"], ["--backend", "gpu"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["run", "random-labels", *bad])
+        assert info.value.code == 2
+    assert "expected 'auto' or an integer >= 1" in capsys.readouterr().err
+
+
 def test_bad_arguments(pool):
     with pytest.raises(ValueError, match="lambdas"):
         rl.run(lambdas=[1.0, -1.0], pool=pool)

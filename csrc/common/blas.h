@@ -24,11 +24,6 @@ using ssyrk_t = void (*)(const char*, const char*, const int*, const int*, const
                          const float*, const int*, const float*, float*, const int*);
 using dsyrk_t = void (*)(const char*, const char*, const int*, const int*, const double*,
                          const double*, const int*, const double*, double*, const int*);
-using sdot_t = float (*)(const int*, const float*, const int*, const float*, const int*);
-using ddot_t = double (*)(const int*, const double*, const int*, const double*, const int*);
-using saxpy_t = void (*)(const int*, const float*, const float*, const int*, float*, const int*);
-using daxpy_t = void (*)(const int*, const double*, const double*, const int*, double*,
-                         const int*);
 
 struct Table {
   sgemm_t sgemm = nullptr;
@@ -37,10 +32,6 @@ struct Table {
   dgemv_t dgemv = nullptr;
   ssyrk_t ssyrk = nullptr;
   dsyrk_t dsyrk = nullptr;
-  sdot_t sdot = nullptr;
-  ddot_t ddot = nullptr;
-  saxpy_t saxpy = nullptr;
-  daxpy_t daxpy = nullptr;
 };
 
 Table& table();
@@ -95,26 +86,6 @@ void syrk_ata(long long N, long long K, T alpha, const T* A, long long lda, T be
     table().ssyrk(&uplo, &trans, &n, &k, &alpha, A, &la, &beta, C, &lc);
   else
     table().dsyrk(&uplo, &trans, &n, &k, &alpha, A, &la, &beta, C, &lc);
-}
-
-// x . y for contiguous vectors of length n.
-template <class T> T dot(long long n, const T* x, const T* y) {
-  if (n == 0) return T(0);
-  const int m = to_int(n), one = 1;
-  if constexpr (sizeof(T) == 4)
-    return table().sdot(&m, x, &one, y, &one);
-  else
-    return table().ddot(&m, x, &one, y, &one);
-}
-
-// y += alpha x for contiguous vectors of length n.
-template <class T> void axpy(long long n, T alpha, const T* x, T* y) {
-  if (n == 0) return;
-  const int m = to_int(n), one = 1;
-  if constexpr (sizeof(T) == 4)
-    table().saxpy(&m, &alpha, x, &one, y, &one);
-  else
-    table().daxpy(&m, &alpha, x, &one, y, &one);
 }
 
 }  // namespace sgdcore::blas

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sl
+from scipy.linalg import blas as sblas
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 __all__ = [
@@ -75,7 +76,36 @@ def as_operator(op) -> LinearOperator:
 
 def _apply(A, v):
     """``A v`` in float64, whatever the operator's dtype."""
-    return np.asarray(A.matvec(v), dtype=np.float64).reshape(-1)
+    return np.ascontiguousarray(A.matvec(v), dtype=np.float64).reshape(-1)
+
+
+# Vector work between operator products goes through SciPy's BLAS, the library the
+# compiled kernels call: NumPy ships a second OpenBLAS whose idle threads keep spinning
+# for a while after each call and would slow the next product down.
+
+
+def coefficients(Q, w):
+    """``Q @ w`` for a C-contiguous basis ``Q [m, n]`` (float64)."""
+    return sblas.dgemv(1.0, Q.T, w, trans=1)
+
+
+def subtract_span(Q, h, w):
+    """``w - Q^T h``, written into ``w`` (C-contiguous float64)."""
+    out = sblas.dgemv(-1.0, Q.T, h, beta=1.0, y=w, overwrite_y=1)
+    if out is not w:  # SciPy had to copy: write back
+        w[...] = out
+    return w
+
+
+def norm(w):
+    return float(sblas.dnrm2(w))
+
+
+def project_out(Q, w):
+    """``w`` minus its components along the rows of ``Q``, in place; the coefficients."""
+    h = coefficients(Q, w)
+    subtract_span(Q, h, w)
+    return h
 
 
 def _order(theta, which):
@@ -177,25 +207,21 @@ def top_eigenvalues(
             Q = V[: j + 1]
             if j == first:
                 # After a (re)start the new vector couples to every kept Ritz vector.
-                h = Q @ w
-                w -= h @ Q
+                h = project_out(Q, w)
             else:
                 # Three-term recurrence, then one full Gram-Schmidt pass against the
                 # basis for what rounding left.
                 h = np.zeros(j + 1)
-                h[j] = float(V[j] @ w)
+                h[j] = float(sblas.ddot(V[j], w))
                 h[j - 1] = T[j - 1, j]
-                w -= h[j] * V[j] + h[j - 1] * V[j - 1]
-            before = float(np.linalg.norm(w))
-            h2 = Q @ w
-            w -= h2 @ Q
-            h += h2
-            beta = float(np.linalg.norm(w))
+                w = sblas.daxpy(V[j], w, a=-h[j])
+                w = sblas.daxpy(V[j - 1], w, a=-h[j - 1])
+            before = norm(w)
+            h += project_out(Q, w)
+            beta = norm(w)
             if beta < 0.5 * before:  # cancellation: orthogonalise once more
-                h3 = Q @ w
-                w -= h3 @ Q
-                h += h3
-                beta = float(np.linalg.norm(w))
+                h += project_out(Q, w)
+                beta = norm(w)
             T[: j + 1, j] = h
             T[j, : j + 1] = h
             scale = max(float(np.max(np.abs(h))), 1e-300)
@@ -204,12 +230,12 @@ def top_eigenvalues(
                 beta = 0.0
                 w = rng.standard_normal(n)
                 for _ in range(2):
-                    w -= (Q @ w) @ Q
-            V[j + 1] = w / np.linalg.norm(w)
+                    project_out(Q, w)
+            V[j + 1] = w / norm(w)
             if j + 1 < ncv:
                 T[j + 1, j] = T[j, j + 1] = beta
             if j + 1 >= k:
-                theta, Y = np.linalg.eigh(T[: j + 1, : j + 1])
+                theta, Y = sl.eigh(T[: j + 1, : j + 1])
                 sel = _order(theta, which)[:k]
                 res = beta * np.abs(Y[j, sel])
                 top = float(np.max(np.abs(theta))) or 1.0
@@ -221,7 +247,9 @@ def top_eigenvalues(
                         n_iter=n_prod,
                         n_restarts=restarts,
                         converged=done,
-                        eigenvectors=(Y[:, sel].T @ V[: j + 1]).T if return_eigenvectors else None,
+                        eigenvectors=_combine(V[: j + 1], Y[:, sel])
+                        if return_eigenvectors
+                        else None,
                     )
                     if not done:
                         raise ConvergenceError(
@@ -233,9 +261,9 @@ def top_eigenvalues(
                         )
                     return result
         # Thick restart: keep the best `keep` Ritz pairs and the residual direction.
-        theta, Y = np.linalg.eigh(T)
+        theta, Y = sl.eigh(T)
         sel = _order(theta, which)[:keep]
-        V[:keep] = Y[:, sel].T @ V[:ncv]
+        V[:keep] = _combine(V[:ncv], Y[:, sel]).T
         V[keep] = V[ncv]
         T[:] = 0.0
         T[np.arange(keep), np.arange(keep)] = theta[sel]
@@ -244,6 +272,11 @@ def top_eigenvalues(
         T[:keep, keep] = b
         first = keep
         restarts += 1
+
+
+def _combine(V, Y):
+    """``V^T Y`` (``[n, r]``) for a C-contiguous basis ``V [m, n]``, by SciPy's GEMM."""
+    return sblas.dgemm(1.0, V.T, np.asfortranarray(Y))
 
 
 def _dense(A, k, which, return_eigenvectors):
@@ -280,16 +313,18 @@ def lanczos_tridiagonal(A, q, steps, *, reorth=True):
         if reorth:
             Q[j] = q
         w = _apply(A, q)
-        a = float(q @ w)
+        a = float(sblas.ddot(q, w))
         alpha[j] = a
-        w -= a * q + b_prev * q_prev
+        w = sblas.daxpy(q, w, a=-a)
+        if b_prev:
+            w = sblas.daxpy(q_prev, w, a=-b_prev)
         if reorth:
             B = Q[: j + 1]
             for _ in range(2):
-                w -= (B @ w) @ B
+                project_out(B, w)
         if j == steps - 1:
             break
-        b = float(np.linalg.norm(w))
+        b = norm(w)
         if b <= 1e-12 * max(abs(a), b_prev, 1e-300):
             return alpha[: j + 1], beta[:j]
         beta[j] = b

@@ -391,7 +391,7 @@ def plot(df):
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"regularisation coefficient $\lambda$")
-    ax.set_ylabel("mean distance from boundary (pixel units, log scale)")
+    ax.set_ylabel(r"mean $|w \cdot x + b| / |w|$ (pixel units)")
     ax.set_title("(c) mean margin of training examples")
     ax.legend(fontsize=8)
     fig1.suptitle("Fig. 1: logistic regression on random and informative labels" + note)
@@ -437,13 +437,25 @@ def plot(df):
 # ------------------------------------------------------------------------------- CLI
 
 
+def _splits_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="11 values of l2 (a smoke run)")
     parser.add_argument(
         "--out", default="results/random-labels", help="output folder (default: %(default)s)"
     )
     parser.add_argument(
-        "--backend", default="auto", help="auto, numpy, numba or cpp (default: %(default)s)"
+        "--backend", default="auto", choices=("auto", "numpy", "numba", "cpp"), help="kernels"
     )
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
     parser.add_argument("--data", default=None, help="folder with the MNIST IDX files")
@@ -451,6 +463,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--splits",
         default="auto",
+        type=_splits_arg,
         help="random train/test splits to average over (default: 1 with full MNIST, "
         f"{SMALL_DATA_SPLITS} with the 5,000-digit fallback)",
     )
@@ -464,7 +477,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from ..results import environment, save_figure, write_table
 
-    splits = args.splits if args.splits == "auto" else int(args.splits)
+    splits = args.splits
     n = args.n_lambdas or (QUICK_LAMBDAS.size if args.quick else LAMBDAS.size)
     if not (0 < args.lambda_min < args.lambda_max):
         raise SystemExit("--lambda-min must be > 0 and below --lambda-max")
