@@ -444,8 +444,8 @@ def test_plan_rule():
     assert (p.threads, p.slices, p.block_rows, p.fuse) == (2, 1, 128, True)
     assert plan(big, 1, 1, np.float32, threads=2).slices == 1  # never slices by default
     p = plan(big, 3, 1000, np.float32, threads=2)
-    assert (p.chunk, p.block_rows, p.fuse) == (1, 800, False)
-    assert plan(big, 3, 1, np.float32, threads=2).chunk > 1
+    assert (p.block_rows, p.fuse) == (800, False)
+    assert plan(big, 3, 1, np.float32, threads=2).chunk > 20 * p.chunk  # ~0.1 s of work
 
 
 # ------------------------------------------------------------------ progress, errors

@@ -809,7 +809,7 @@ struct Run {
           work_on(*help, sc);
           help->helpers.fetch_sub(1);
         } else {
-          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          std::this_thread::sleep_for(std::chrono::microseconds(500));
         }
         if (tid == 0) {
           const auto now = std::chrono::steady_clock::now();

@@ -53,7 +53,7 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None) -> Plan:
     model at a time with BLAS threading inside each GEMM at every B (2.6x at K = 1,
     B = 16; 5-8x for K = 3 on a busy machine: no fork/join per GEMM, no spinning BLAS
     threads). The models are independent: a thread takes the least advanced free model
-    and runs ``chunk`` steps of it (about 10 ms of work), so K = 3 on 2 cores balances
+    and runs ``chunk`` steps of it (about 0.1 s of work), so K = 3 on 2 cores balances
     without any barrier, and the result does not depend on the number of threads (each
     model's arithmetic is the same wherever it runs). The lockstep schedule
     (``slices > 1``: the hidden layer cut across threads, one barrier per step) is
@@ -76,10 +76,11 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None) -> Plan:
     # the GEMMs then dominate and smaller blocks only repack the batch more often.
     rows = 128 if B < 16 else max(1, getattr(model, "n_hidden", 1))
     fuse = B * D * itemsize <= (2 << 20)
-    # Rough seconds per step (traffic over P-sized buffers + GEMM work): chunks of ~10 ms.
+    # Rough seconds per step (traffic over P-sized buffers + GEMM work): chunks of ~0.1 s,
+    # long enough that switching models (a cold cache, one unfused forward) costs little.
     P = model.n_params
     est = 6 * P * itemsize / 20e9 + 4 * B * P / 50e9
-    chunk = int(max(1, min(1000, round(0.01 / est))))
+    chunk = int(max(1, min(1000, round(0.1 / est))))
     return Plan(threads=T, slices=S, block_rows=rows, fuse=fuse, chunk=chunk)
 
 
