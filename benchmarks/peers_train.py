@@ -289,8 +289,8 @@ def workloads(quick: bool):
 
 
 def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=sys.stdout):
-    """Time every runner on every B (best of ``repeat`` runs after a short warm-up, so
-    that other load on the machine counts as little as possible); print the table."""
+    """Time every runner on every B: after a short warm-up each, ``repeat`` rounds over
+    all runners, keeping each one's best time; print the table."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -318,25 +318,27 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
     for B in sizes:
         pb = Problem(B, steps)
         floors[B] = max(pb.flops() / rate, pb.bytes() / bw)
+        ready = {}
         for name in names:
             if name == "sgdcore-numpy" and B > 64:
                 continue
             try:
                 RUNNERS[name](Problem(B, warm_steps))()  # compile, caches, threads
-                go = RUNNERS[name](pb)
+                ready[name] = RUNNERS[name](pb)
             except ImportError as exc:
                 print(f"  {name}: not installed ({exc})", file=out)
-                continue
             except Exception as exc:  # a peer that does not work here (e.g. torch.compile)
                 print(f"  {name}: failed ({type(exc).__name__}: {exc})"[:200], file=out)
-                continue
-            best = float("inf")
-            for _ in range(repeat):
+        # Rounds over all runners, best time each: load from elsewhere on the machine hits
+        # every runner alike and the minimum filters it out.
+        for _ in range(repeat):
+            for name, go in ready.items():
                 t = time.perf_counter()
                 acc = go()
-                best = min(best, time.perf_counter() - t)
-            times[name][B] = best
-            accs[name][B] = float(np.mean(acc))
+                dt = time.perf_counter() - t
+                times[name][B] = min(dt, times[name].get(B, float("inf")))
+                accs[name][B] = float(np.mean(acc))
+        for name in ready:
             print(
                 f"  B={B:5d} {name:16s} {times[name][B]:8.2f} s  acc {accs[name][B]:.4f}",
                 file=out,
