@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/model.h"
+
 namespace sgdcore {
 namespace py = pybind11;
 
@@ -64,5 +66,13 @@ inline const int64_t* checked_labels(const py::array& y, py::ssize_t n, long lon
 }
 
 inline bool is_float32(const py::array& a) { return a.dtype().equal(py::dtype::of<float>()); }
+
+// The model described by (kind, D, H, C), checked at the compiled boundary.
+inline Model checked_model(int kind, int64_t D, int64_t H, int64_t C) {
+  SGD_CHECK(kind >= 0 && kind <= 2, "unknown model kind ", kind);
+  SGD_CHECK(D >= 1 && C >= 2 && (kind != 2 || H >= 1), "invalid model widths D=", D, " H=", H,
+            " C=", C);
+  return Model{static_cast<Kind>(kind), D, kind == 2 ? H : 0, C};
+}
 
 }  // namespace sgdcore

@@ -19,13 +19,6 @@
 
 namespace sgdcore::cpu::curv {
 
-// The model described by (kind, D, H, C), checked at the compiled boundary.
-inline Model model_of(int kind, int64_t D, int64_t H, int64_t C) {
-  SGD_CHECK(kind >= 0 && kind <= 2, "unknown model kind ", kind);
-  SGD_CHECK(D >= 1 && C >= 2 && (kind != 2 || H >= 1), "invalid model widths D=", D, " H=", H,
-            " C=", C);
-  return Model{static_cast<Kind>(kind), D, kind == 2 ? H : 0, C};
-}
 
 // Rows per chunk. Logistic models: a block of X of about 512 KiB, so that the two
 // products with the same rows (X v, then X^T u) find it in the L2 cache. MLP: a

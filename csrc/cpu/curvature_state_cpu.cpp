@@ -32,7 +32,7 @@ SGDCORE_BIND(curvature_state) {
       "curvature_state",
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::object& state_A, const py::array& state_P) {
-        const Model mod = model_of(kind, D, H, C);
+        const Model mod = checked_model(kind, D, H, C);
         if (is_float32(theta))
           call_state<float>(mod, theta, X, state_A, state_P);
         else

@@ -23,7 +23,7 @@ SGDCORE_BIND(logistic_hessian) {
       "logistic_hessian",
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::array& out) {
-        const Model mod = model_of(kind, D, H, C);
+        const Model mod = checked_model(kind, D, H, C);
         SGD_CHECK(mod.kind != Kind::MLP,
                   "logistic_hessian is the closed form for logistic regression; "
                   "the MLP's dense Hessian is built from hvp");

@@ -12,7 +12,7 @@ SGDCORE_BIND(hvp) {
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::array& y, const py::array& V, const py::array& out, const py::object& state_A,
          const py::object& state_P) {
-        const Model mod = model_of(kind, D, H, C);
+        const Model mod = checked_model(kind, D, H, C);
         if (is_float32(theta))
           call_products<float>(mod, theta, X, y, V, out, state_A, state_P, true);
         else

@@ -25,12 +25,6 @@ double loss_and_grad(const Model& m, const T* theta, const T* X, const int64_t* 
   return loss;
 }
 
-Model model_from(int kind, int64_t D, int64_t H, int64_t C) {
-  SGD_CHECK(kind >= 0 && kind <= 2, "unknown model kind ", kind);
-  SGD_CHECK(D >= 1 && C >= 2 && (kind != 2 || H >= 1), "invalid model widths D=", D, " H=", H,
-            " C=", C);
-  return Model{static_cast<Kind>(kind), D, kind == 2 ? H : 0, C};
-}
 
 template <class T>
 double call(const Model& m, const py::array& theta, const py::array& X, const py::array& y,
@@ -51,7 +45,7 @@ SGDCORE_BIND(loss_and_grad) {
       "loss_and_grad",
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::array& y, const py::object& grad) {
-        const Model mod = model_from(kind, D, H, C);
+        const Model mod = checked_model(kind, D, H, C);
         return is_float32(theta) ? call<float>(mod, theta, X, y, grad)
                                  : call<double>(mod, theta, X, y, grad);
       },

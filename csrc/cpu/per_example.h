@@ -12,13 +12,6 @@
 
 namespace sgdcore::cpu {
 
-// The model described by (kind, D, H, C), checked.
-inline Model checked_model(int kind, int64_t D, int64_t H, int64_t C) {
-  SGD_CHECK(kind >= 0 && kind <= 2, "unknown model kind ", kind);
-  SGD_CHECK(D >= 1 && C >= 2 && (kind != 2 || H >= 1), "invalid model widths D=", D, " H=", H,
-            " C=", C);
-  return Model{static_cast<Kind>(kind), D, kind == 2 ? H : 0, C};
-}
 
 // Scratch for the residual pass over at most `rows` examples.
 template <class T> struct Residuals {

@@ -894,12 +894,6 @@ void call(const Model& mod, const py::array& X, const py::array& Y, const py::ar
   if (PyErr_Occurred()) throw py::error_already_set();
 }
 
-Model model_of(int kind, int64_t D, int64_t H, int64_t C) {
-  SGD_CHECK(kind >= 0 && kind <= 2, "unknown model kind ", kind);
-  SGD_CHECK(D >= 1 && C >= 2 && (kind != 2 || H >= 1), "invalid model widths D=", D, " H=", H,
-            " C=", C);
-  return Model{static_cast<Kind>(kind), D, kind == 2 ? H : 0, C};
-}
 
 SGDCORE_BIND(train) {
   m.def(
@@ -911,7 +905,7 @@ SGDCORE_BIND(train) {
          const py::array& evals, const py::array& metrics, const py::array& div_step,
          int threads, int slices, int block_rows, bool fuse, int64_t chunk,
          const py::object& progress) {
-        const Model mod = model_of(kind, D, H, C);
+        const Model mod = checked_model(kind, D, H, C);
         const Plan plan{threads, slices, block_rows, fuse, chunk};
         if (is_float32(theta))
           call<float>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom, l2, B, steps, evals,
