@@ -4,6 +4,8 @@ divergence, evaluation, the returned table and input checks."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -442,6 +444,10 @@ def test_plan_rule():
     big = MLP(784, 800, 10)
     p = plan(big, 3, 1, np.float32, threads=2)
     assert (p.threads, p.slices, p.block_rows, p.fuse) == (2, 1, 128, True)
+    assert not p.sparse  # dense inputs unless told otherwise
+    assert plan(big, 3, 16, np.float32, threads=2, density=0.19).sparse  # MNIST-like
+    assert not plan(big, 3, 16, np.float32, threads=2, density=0.5).sparse
+    assert not plan(LogisticRegression(784), 3, 16, np.float32, density=0.1).sparse
     assert plan(big, 1, 1, np.float32, threads=2).slices == 1  # never slices by default
     p = plan(big, 3, 1000, np.float32, threads=2)
     assert (p.block_rows, p.fuse) == (800, False)
@@ -578,3 +584,104 @@ def test_frame_is_pandas():
     tr, te = problem(model)
     df = sgdcore.train(model, tr, te, batch_size=30, lr=1.0, steps=2, seeds=[0], backend="numpy")
     assert isinstance(df, pd.DataFrame) and df.noise_scale.eq(0).all()  # full batch: g = 0
+
+
+# ----------------------------------------------------------- C++ engine, sparse inputs
+
+
+def sparse_problem(model, n=40, n_test=17, density=0.2, seed=0):
+    """problem() with most inputs zero (MNIST-like), a pixel zero in every training row
+    but not in the test set, and an all-zero training row."""
+    (X, y), (Xt, yt) = problem(model, n, n_test, seed)
+    rng = np.random.default_rng(seed + 1)
+    X[rng.random(X.shape) > density] = 0.0
+    Xt[rng.random(Xt.shape) > density] = 0.0
+    X[:, 3] = 0.0
+    Xt[:, 3] = 0.5
+    X[5] = 0.0
+    return (X, y), (Xt, yt)
+
+
+@contextmanager
+def cpp_plan(**fields):
+    from sgdcore.kernels._cpp import train as cpp
+
+    cpp.OVERRIDE = fields
+    try:
+        yield
+    finally:
+        cpp.OVERRIDE = None
+
+
+def train_sparse(backend, dtype=np.float64, steps=50, n_test=17, **kw):
+    tr, te = sparse_problem(WIDE, n_test=n_test)
+    args = {**GROUP, "eval_every": 10, **kw}
+    return sgdcore.train(
+        WIDE, tr, te, steps=steps, dtype=dtype, backend=backend, return_params=True, **args
+    )
+
+
+@pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("chunk", [3, 1000])
+def test_cpp_sparse_inputs_match_numpy_engine(dtype, B, chunk):
+    # The first layer on the non-zeros with lazily updated rows of W1 (chunk 3: rows are
+    # brought up to date at every chunk's end, and idle for up to a chunk in between),
+    # with momentum, l2, n_train and permuted labels differing across the group.
+    need("cpp")
+    df0, th0 = train_sparse("numpy", dtype, batch_size=B)
+    with cpp_plan(sparse=True, chunk=chunk):
+        df1, th1 = train_sparse("cpp", dtype, batch_size=B)
+    tol = ENGINE_RTOL[np.dtype(dtype)]
+    assert rel_err(th1, th0) < tol
+    cols = ["test_accuracy", "test_cross_entropy", "train_cross_entropy"]
+    assert np.allclose(df1[cols].to_numpy(), df0[cols].to_numpy(), rtol=tol, atol=tol)
+
+
+def test_cpp_sparse_path_is_chosen_and_leaves_unused_pixels_alone():
+    need("cpp")
+    from sgdcore.kernels._cpp.train import SPARSE_DENSITY, plan
+
+    (X, _), _ = sparse_problem(WIDE)
+    assert np.count_nonzero(X) / X.size <= SPARSE_DENSITY
+    assert plan(WIDE, 3, 4, np.float64, density=np.count_nonzero(X) / X.size).sparse
+    # Pixel 3 is zero in every training row: with l2 = 0 its weights never move.
+    _, th = train_sparse("cpp", l2=0.0, batch_size=4)
+    W1 = th[:, : WIDE.n_hidden * WIDE.n_features].reshape(3, WIDE.n_hidden, -1)
+    W1_0 = np.stack([WIDE.init(s) for s in GROUP["seeds"]])[:, : W1[0].size]
+    assert np.array_equal(W1[:, :, 3], W1_0.reshape(W1.shape)[:, :, 3])
+    assert not np.array_equal(W1[:, :, 0], W1_0.reshape(W1.shape)[:, :, 0])
+
+
+def test_cpp_sparse_threads_give_identical_results():
+    need("cpp")
+    out = []
+    for threads in (1, 2, 3):
+        with cpp_plan(sparse=True, threads=threads, chunk=3):
+            out.append(train_sparse("cpp", np.float32, steps=40)[1])
+    assert np.array_equal(out[1], out[0]) and np.array_equal(out[2], out[0])
+
+
+def test_cpp_sparse_evaluation_over_many_chunks_matches_oracle():
+    # 2,100 test rows: several evaluation chunks, each compressed on its own.
+    need("cpp")
+    with cpp_plan(sparse=True):
+        df, th = train_sparse("cpp", steps=6, n_test=2100, eval_every=None)
+    _, (Xt, yt) = sparse_problem(WIDE, n_test=2100)
+    last = df[df.step == 6]
+    for k in range(3):
+        assert last.test_accuracy.iloc[k] == pytest.approx(
+            reference.accuracy(WIDE, th[k], Xt, yt), abs=1e-12
+        )
+        want = reference.loss(WIDE, th[k], Xt, yt, reduction="mean")
+        assert last.test_cross_entropy.iloc[k] == pytest.approx(want, rel=1e-10)
+
+
+def test_cpp_sparse_divergent_model_is_frozen(dtype):
+    need("cpp")
+    huge = 1e30 if dtype == np.float32 else 1e300
+    lr = [0.1, huge, 0.05]
+    _, th0 = train_sparse("numpy", dtype, steps=30, lr=lr)
+    with cpp_plan(sparse=True, chunk=4):
+        df, th = train_sparse("cpp", dtype, steps=30, lr=lr)
+    assert df[df.model == 1].diverged.any() and not df[df.model != 1].diverged.any()
+    assert rel_err(th[[0, 2]], th0[[0, 2]]) < ENGINE_RTOL[np.dtype(dtype)]

@@ -5,15 +5,19 @@
 // threads, the hidden layer is cut into slices run in lockstep. W1 is updated in blocks:
 // one GEMM (beta = 1) into its velocity buffer, which holds m v - c W1 between steps, one
 // fused pass (W1 += v, next m v - c W1), and the next step's forward on the hot block.
-// Input columns that are zero in every training row are left out of the GEMMs. Denormals
-// are flushed to zero inside the run.
+// Input columns that are zero in every training row are left out of the GEMMs. Sparse
+// inputs (most pixels 0) take the path of cpu/sparse_inputs.h instead of the first
+// layer's GEMMs. Denormals are flushed to zero inside the run.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -30,6 +34,7 @@
 #include "common/checks.h"
 #include "common/philox.h"
 #include "cpu/forward_backward.h"
+#include "cpu/sparse_inputs.h"
 
 namespace sgdcore::cpu::sgd {
 
@@ -54,14 +59,9 @@ class FlushDenormals {
   unsigned saved_ = 0;
 };
 
-// The element-wise loops of a step, compiled for AVX-512, AVX2 and baseline x86-64 and
-// picked at load time (GCC function multiversioning), since the build itself targets
-// baseline x86-64.
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
-#define SGD_MULTIVERSION __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define SGD_MULTIVERSION
-#endif
+// The element-wise loops of a step are compiled for AVX-512, AVX2 and baseline x86-64 and
+// picked at load time (SGD_MULTIVERSION, GCC function multiversioning), since the build
+// itself targets baseline x86-64.
 
 // W1 block after its GEMM: w += v, then v = m v - c w (the next step's u), or only
 // w += v on the last step.
@@ -94,12 +94,12 @@ class FlushDenormals {
       }                                                                                  \
     }                                                                                    \
   }                                                                                      \
-  /* dA[j, :hs] = 0 where A[j, h0 + :hs] <= 0. */                                        \
-  SGD_MULTIVERSION void relu_mask(T* __restrict dA, int64_t hs, const T* __restrict A,   \
-                                  int64_t ld, int64_t rows) {                            \
+  /* dA[j, :hs] = 0 where A[j, h0 + :hs] <= 0 (dA's rows ldd apart). */                 \
+  SGD_MULTIVERSION void relu_mask(T* __restrict dA, int64_t ldd, int64_t hs,             \
+                                  const T* __restrict A, int64_t ld, int64_t rows) {     \
     for (int64_t j = 0; j < rows; ++j) {                                                 \
       const T* a = A + j * ld;                                                           \
-      T* d = dA + j * hs;                                                                \
+      T* d = dA + j * ldd;                                                               \
       for (int64_t h = 0; h < hs; ++h) d[h] = a[h] > T(0) ? d[h] : T(0);                 \
     }                                                                                    \
   }
@@ -141,6 +141,7 @@ struct Plan {
   int block_rows = 64;  // rows of W1 updated per block
   bool fuse = true;     // next step's forward inside the update loop (two batch buffers)
   int64_t chunk = 16;   // steps a thread runs on one model before choosing again
+  bool sparse = false;  // MLP first layer on the inputs' non-zeros (cpu/sparse_inputs.h)
 };
 
 template <class T>
@@ -167,10 +168,12 @@ struct Run {
   struct Work {
     std::vector<int64_t> idx;  // [B] the batch
     std::vector<T> Xb;         // [nbuf][B, Dx] its rows (and the next batch's)
-    std::vector<T> dA;         // [B, h1 - h0]
+    AlignedVector<T> dA;       // [B, h1 - h0], rows dld apart (64-byte aligned if sparse)
+    int64_t dld = 0;
     std::vector<T> Z;          // [B, Kout] logits, then residual
     std::vector<T> g;          // [max(h1 - h0, Kout)] column sums
     std::vector<T> A, Zpart;   // as below, when not shared between slices
+    BatchColumns<T> cols;      // sparse: the batch's non-zeros by pixel
   };
   // Per unit: one model's hidden slice [h0, h1) (logistic: the whole model).
   struct Unit {
@@ -180,8 +183,14 @@ struct Run {
     Work* w = nullptr;
     T* A = nullptr;      // [B, H] activations of the current batch (MLP), shared by slices
     T* Zpart = nullptr;  // [2 parities][S slices][zs] partial logits, shared by slices
+    int64_t clock = 0;   // sparse: the step whose state the parameters hold
   };
-  std::vector<std::vector<T>> velocity;  // [K][P]
+  // [K][P], zeroed by calloc: pages never written are never touched (a sparse run keeps
+  // W1's velocity in v1t and leaves that part alone).
+  struct CFree {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<T[], CFree>> velocity;
   std::vector<std::vector<T>> shared_A, shared_Z;  // per model, lockstep mode only
   std::vector<Work> works;
   std::vector<Unit> units;
@@ -195,6 +204,16 @@ struct Run {
   const T* Xs = nullptr;
   const T* Xts = nullptr;
   int64_t S = 1, Kout = 1, nbuf = 1, zs = 16;  // zs: padded stride of one Zpart slice
+  // Sparse inputs: W1 (and its velocity) held transposed, [D, H], during the run; the
+  // inputs' non-zeros by row; per model, the step each row of W1T is current at and the
+  // powers of its idle-step map.
+  bool sparse = false;
+  Csr<T> xtr;                // training rows in use
+  std::vector<Csr<T>> xchunk;  // per thread: the test rows of an evaluation chunk
+  std::vector<AlignedArray<T>> w1t, v1t;  // [K][D, ldw1]: W1T and its velocity
+  int64_t ldw1 = 0;
+  std::vector<std::vector<int64_t>> row_clock;
+  std::vector<RowPowers> powers;
 
   // Evaluation work items and per-thread scratch.
   struct Item {
@@ -270,7 +289,8 @@ struct Run {
   void make_work(Work& w, int64_t hs, bool own_shared) {
     w.idx.assign(B, 0);
     w.Xb.assign(nbuf * B * Dx, T(0));
-    w.dA.assign(B * hs, T(0));
+    w.dld = sparse ? padded<T>(hs) : hs;
+    w.dA.assign(B * w.dld, T(0));
     w.Z.assign(B * Kout, T(0));
     w.g.assign(std::max<int64_t>(hs, Kout), T(0));
     if (own_shared) {
@@ -282,13 +302,20 @@ struct Run {
   void setup() {
     Kout = m.K();
     const bool mlp = m.kind == Kind::MLP;
-    setup_columns();
     S = mlp ? std::max<int64_t>(1, std::min<int64_t>(plan.slices, std::max<int64_t>(1, m.H / 16)))
             : 1;
-    nbuf = (mlp && plan.fuse) ? 2 : 1;
+    sparse = plan.sparse && mlp && S == 1;
+    if (sparse)
+      setup_sparse();
+    else
+      setup_columns();
+    nbuf = (mlp && plan.fuse && !sparse) ? 2 : 1;
     zs = (B * Kout + 15) / 16 * 16;
     velocity.resize(K);
-    for (auto& v : velocity) v.assign(P, T(0));
+    for (auto& v : velocity) {
+      v.reset(static_cast<T*>(std::calloc(P, sizeof(T))));
+      if (!v) throw std::bad_alloc();
+    }
     units.reserve(K * S);
     for (int64_t k = 0; k < K; ++k)
       for (int64_t s = 0; s < S; ++s) {
@@ -319,7 +346,10 @@ struct Run {
       }
     } else {  // dynamic: a workspace per thread, lent to the model it runs
       works.resize(plan.threads);
-      for (Work& w : works) make_work(w, mlp ? m.H : 0, true);
+      for (Work& w : works) {
+        make_work(w, mlp ? m.H : 0, true);
+        if (sparse) w.cols.reserve(m.D, B * xtr.max_row);
+      }
     }
     eval_rows = std::max<int64_t>(1, std::min<int64_t>(1024, std::max(M, *std::max_element(n_train, n_train + K))));
     scratch.resize(plan.threads);
@@ -327,6 +357,68 @@ struct Run {
   }
 
   T* th(int64_t k) { return theta + k * P; }
+
+  // Sparse inputs: the non-zeros of the training rows in use and of the test set, W1
+  // transposed in every model, every row current at step 0.
+  void setup_sparse() {
+    const int64_t D = m.D, n_pool = *std::max_element(n_train, n_train + K);
+    Dx = Dt = D;
+    Xs = X;
+    Xts = Xte;
+    xtr.build(X, 0, n_pool, D);
+    xchunk.resize(plan.threads);
+    transpose_W1(false);
+    row_clock.assign(K, std::vector<int64_t>(D, 0));
+    powers.resize(K);
+    for (int64_t k = 0; k < K; ++k)
+      powers[k].reset(double(T(mom[k])), double(T(lr[k] * l2[k] / double(n_train[k]))));
+  }
+
+  // theta's W1 [H, D] -> W1T [D, ldw1] (the run's copy), or back, every model.
+  void transpose_W1(bool back) {
+    const int64_t D = m.D, H = m.H;
+    if (!back) {
+      ldw1 = padded<T>(H);
+      w1t.resize(K);
+      v1t.resize(K);
+    }
+    constexpr int64_t tile = 32;
+    for (int64_t k = 0; k < K; ++k) {
+      T* w = th(k) + m.off_W1();
+      if (!back) {
+        w1t[k] = aligned_array<T>(D * ldw1);
+        v1t[k] = aligned_array<T>(D * ldw1);  // written by init_velocity
+        for (int64_t d = 0; d < D; ++d) std::fill_n(w1t[k].get() + d * ldw1 + H, ldw1 - H, T(0));
+      }
+      T* wt = w1t[k].get();
+      for (int64_t h0 = 0; h0 < H; h0 += tile)
+        for (int64_t d0 = 0; d0 < D; d0 += tile)
+          for (int64_t h = h0; h < std::min(H, h0 + tile); ++h)
+            for (int64_t d = d0; d < std::min(D, d0 + tile); ++d) {
+              if (back)
+                w[h * D + d] = wt[d * ldw1 + h];
+              else
+                wt[d * ldw1 + h] = w[h * D + d];
+            }
+    }
+  }
+
+  // Rows `pixels` (all D rows when null) of model k's W1T and velocity, brought from the
+  // step they are current at to step `to` by the idle-step map.
+  void catch_up(int64_t k, const int32_t* pixels, int64_t n, int64_t to) {
+    const int64_t H = m.H;
+    T* w = w1t[k].get();
+    T* u = v1t[k].get();
+    int64_t* at = row_clock[k].data();
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t p = pixels ? pixels[q] : q;
+      const int64_t j = to - at[p];
+      if (j == 0) continue;
+      const double* P2 = powers[k].at(j);
+      rows_catch_up(w + p * ldw1, u + p * ldw1, H, T(P2[0]), T(P2[1]), T(P2[2]), T(P2[3]));
+      at[p] = to;
+    }
+  }
 
   void gather(Unit& u, int buf) {
     T* dst = u.w->Xb.data() + buf * B * Dx;
@@ -369,8 +461,14 @@ struct Run {
   void init_velocity(Unit& u) {
     if (m.kind != Kind::MLP) return;
     const T c = T(lr[u.k] * l2[u.k] / double(n_train[u.k]));
+    if (sparse) {  // W1T and its velocity, [D, ldw1] (one unit per model)
+      const T* w = w1t[u.k].get();
+      T* vw = v1t[u.k].get();
+      for (int64_t i = 0; i < m.D * ldw1; ++i) vw[i] = -c * w[i];
+      return;
+    }
     const T* w = th(u.k) + u.h0 * m.D;
-    T* vw = velocity[u.k].data() + u.h0 * m.D;
+    T* vw = velocity[u.k].get() + u.h0 * m.D;
     for (int64_t i = 0; i < (u.h1 - u.h0) * m.D; ++i) vw[i] = -c * w[i];
   }
 
@@ -378,8 +476,19 @@ struct Run {
   void prepare(Unit& u, int64_t t) {
     const int par = int(t & 1), buf = nbuf == 2 ? par : 0;
     u.stream.next(B, u.w->idx.data());
-    gather(u, buf);
-    if (m.kind == Kind::MLP) forward_rows(u, buf, u.h0, u.h1);
+    if (sparse) {
+      BatchColumns<T>& bc = u.w->cols;
+      bc.build(xtr, u.w->idx.data(), B);
+      catch_up(u.k, bc.pixels.data(), int64_t(bc.pixels.size()), t);
+      const T* t_ = th(u.k);
+      sparse_forward(xtr, u.w->idx.data(), 0, B, w1t[u.k].get(), ldw1, u.h0, u.h1, u.A, m.H,
+                     m.D);
+      bias_relu(u.A, m.H, t_ + m.off_b1(), B, u.h0, u.h1);
+      u.clock = t;
+    } else {
+      gather(u, buf);
+      if (m.kind == Kind::MLP) forward_rows(u, buf, u.h0, u.h1);
+    }
     partial_logits(u, par, buf);
   }
 
@@ -415,7 +524,7 @@ struct Run {
     const bool last = t + 1 == steps;  // no later step: the velocity need not be prepared
     Work& wk = *u.w;
     T* t_ = th(k);
-    T* v = velocity[k].data();
+    T* v = velocity[k].get();
     const T mom = T(this->mom[k]), a = T(lr[k] / double(B)),
             c = T(lr[k] * l2[k] / double(n_train[k]));
     // Logits of the batch (sum of the slices' shares, in slice order), residual, loss.
@@ -468,8 +577,9 @@ struct Run {
     T* vW2 = v + m.off_W2();
     // dA = (R W2[:, slice]) * (A > 0), with W2 before its update.
     T* dA = wk.dA.data();
-    mm<T>(false, false, B, hs, C, T(1), R, C, W2 + h0, H, T(0), dA, hs);
-    relu_mask(dA, hs, A + h0, H, B);
+    const int64_t dld = wk.dld;
+    mm<T>(false, false, B, hs, C, T(1), R, C, W2 + h0, H, T(0), dA, dld);
+    relu_mask(dA, dld, hs, A + h0, H, B);
     // W2[:, slice] and b2 (slice 0).
     mm<T>(true, false, C, hs, B, -a, R, C, A + h0, H, mom, vW2 + h0, H);
     apply2d(W2 + h0, vW2 + h0, C, hs, H, c);
@@ -482,8 +592,13 @@ struct Run {
     // b1[slice].
     std::fill(g, g + hs, T(0));
     for (int64_t j = 0; j < B; ++j)
-      for (int64_t h = 0; h < hs; ++h) g[h] += dA[j * hs + h];
+      for (int64_t h = 0; h < hs; ++h) g[h] += dA[j * dld + h];
     apply_bias(t_ + m.off_b1() + h0, v + m.off_b1() + h0, g, hs, mom, a, c);
+    if (sparse) {
+      sparse_W1_step(u, t, dA, a, mom, c, last);
+      if (next) prepare(u, t + 1);
+      return;
+    }
     // The next batch: into the other buffer when fused (the current one is still needed).
     if (next && nbuf == 2) {
       u.stream.next(B, wk.idx.data());
@@ -498,7 +613,7 @@ struct Run {
       const int64_t r1 = std::min(u.h1, r0 + br), n = (r1 - r0) * D;
       T* w = t_ + r0 * D;
       T* vw = v + r0 * D;
-      blas::gemm<T>(true, false, r1 - r0, Dx, B, -a, dA + (r0 - h0), hs, Xb, Dx, T(1), vw, D);
+      blas::gemm<T>(true, false, r1 - r0, Dx, B, -a, dA + (r0 - h0), dld, Xb, Dx, T(1), vw, D);
       if (Dx == D || c != T(0))
         update_block(w, vw, n, mom, c, last);
       else  // dropped columns: no gradient, no decay, v stays 0: nothing to do
@@ -514,12 +629,40 @@ struct Run {
     partial_logits(u, 1 - par, nxt);
   }
 
+  // W1T rows of the batch's pixels at step t (current, see prepare): v = u - a G with
+  // G[p, :] = sum_i x_ip dA[i, :], w += v, u = m v - c w; by column blocks so dA's block
+  // stays in L2.
+  void sparse_W1_step(Unit& u, int64_t t, const T* dA, T a, T mom, T c, bool last) {
+    const int64_t H = m.H, h0 = u.h0, hs = u.h1 - u.h0;
+    const BatchColumns<T>& bc = u.w->cols;
+    const int64_t np = int64_t(bc.pixels.size());
+    T* w = w1t[u.k].get();
+    T* uv = v1t[u.k].get();
+    T* g = u.w->g.data();
+    const int64_t bw = column_block<T>(B);
+    for (int64_t c0 = 0; c0 < hs; c0 += bw) {
+      const int64_t n = std::min(hs, c0 + bw) - c0;
+      for (int64_t q = 0; q < np; ++q) {
+        const int64_t p = bc.pixels[q], s0 = bc.start[q];
+        sparse_rows_dot(g, dA + c0, u.w->dld, bc.row.data() + s0, bc.val.data() + s0,
+                         bc.start[q + 1] - s0, n);
+        const int64_t off = p * ldw1 + h0 + c0;
+        rows_step(w + off, uv + off, g, n, a, mom, c, last);
+      }
+    }
+    int64_t* at = row_clock[u.k].data();
+    for (int64_t q = 0; q < np; ++q) at[bc.pixels[q]] = t + 1;
+    u.clock = t + 1;
+  }
+
   // Cross-entropy sum and correct count of model k on rows [s, s+n) of (Xs, ys).
-  void eval_chunk(Item& it, T* sc) {
+  void eval_chunk(Item& it, T* sc, int tid) {
     const T* t_ = th(it.k);
     if (it.kind == 2) {
       bool ok = true;
       for (int64_t i = 0; i < P; ++i) ok &= std::isfinite(t_[i]);
+      if (sparse)  // W1 lives in its transposed copy during the run
+        for (int64_t i = 0; i < m.D * ldw1; ++i) ok &= std::isfinite(w1t[it.k][i]);
       it.finite = ok;
       return;
     }
@@ -532,7 +675,16 @@ struct Run {
     const int64_t n = it.len;
     if (m.kind == Kind::MLP) {
       const int64_t H = m.H, C = m.C;
-      blas::gemm<T>(false, true, n, H, ld, T(1), Xc, ld, t_ + m.off_W1(), m.D, T(0), A, H);
+      if (sparse && it.kind == 0) {
+        Csr<T>& xc = xchunk[tid];
+        xc.build(Xte, it.start, n, m.D);
+        sparse_forward(xc, nullptr, 0, n, w1t[it.k].get(), ldw1, 0, H, A, H, m.D);
+      } else if (sparse) {
+        sparse_forward(xtr, nullptr, it.start, n, w1t[it.k].get(), ldw1, 0, H, A, H, m.D);
+      }
+      else {
+        blas::gemm<T>(false, true, n, H, ld, T(1), Xc, ld, t_ + m.off_W1(), m.D, T(0), A, H);
+      }
       bias_relu(A, H, t_ + m.off_b1(), n, 0, H);
       blas::gemm<T>(false, true, n, C, H, T(1), A, H, t_ + m.off_W2(), H, T(0), Z, C);
       const T* b2 = t_ + m.off_b2();
@@ -617,7 +769,10 @@ struct Run {
       run_lockstep();
     else
       run_dynamic();
-    permute_W1(true);
+    if (sparse)
+      transpose_W1(true);
+    else
+      permute_W1(true);
   }
 
   // Slices of one model run on different threads: all units advance in lockstep, one
@@ -658,7 +813,7 @@ struct Run {
 #ifdef SGDCORE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-          for (int64_t i = 0; i < I; ++i) eval_chunk(items[i], scratch[tid].data());
+          for (int64_t i = 0; i < I; ++i) eval_chunk(items[i], scratch[tid].data(), tid);
 #ifdef SGDCORE_OPENMP
 #pragma omp master
 #endif
@@ -703,10 +858,10 @@ struct Run {
   };
 
   // Work on a job's items until none is left.
-  void work_on(EvalJob& job, T* sc) {
+  void work_on(EvalJob& job, T* sc, int tid) {
     const int64_t n = int64_t(job.items.size());
     for (int64_t i = job.next.fetch_add(1); i < n; i = job.next.fetch_add(1)) {
-      eval_chunk(job.items[i], sc);
+      eval_chunk(job.items[i], sc, tid);
       job.done.fetch_add(1);
     }
   }
@@ -724,7 +879,7 @@ struct Run {
     auto last_call = std::chrono::steady_clock::now();
     const int64_t chunk = std::max<int64_t>(1, plan.chunk);
 
-    auto evaluate = [&](int64_t k, int64_t t, T* sc) {
+    auto evaluate = [&](int64_t k, int64_t t, T* sc, int tid) {
       EvalJob& job = jobs[k];
       job.items.clear();
       add_eval_items(k, job.items);
@@ -734,7 +889,7 @@ struct Run {
         std::lock_guard<std::mutex> g(mu);
         open.push_back(&job);
       }
-      work_on(job, sc);
+      work_on(job, sc, tid);
       {
         std::lock_guard<std::mutex> g(mu);
         open.erase(std::find(open.begin(), open.end(), &job));
@@ -784,7 +939,7 @@ struct Run {
             prepared[k] = 1;
           }
           int64_t t = pos[k];
-          if (next_eval[k] < E && evals[next_eval[k]] == t && !u.frozen) evaluate(k, t, sc);
+          if (next_eval[k] < E && evals[next_eval[k]] == t && !u.frozen) evaluate(k, t, sc, tid);
           bool finish = t == steps || u.frozen;
           if (!finish) {
             int64_t stop = std::min(steps, t + chunk);
@@ -794,6 +949,7 @@ struct Run {
             u.Zpart = works[tid].Zpart.data();
             prepare(u, t);
             for (; t < stop && !u.frozen; ++t) step(u, t, t + 1 < stop);
+            if (sparse) catch_up(k, nullptr, m.D, u.clock);  // every row, for evaluations
             finish = u.frozen || (t == steps && (next_eval[k] >= E || evals[next_eval[k]] != t));
           }
           {
@@ -806,7 +962,7 @@ struct Run {
             }
           }
         } else if (help) {
-          work_on(*help, sc);
+          work_on(*help, sc, tid);
           help->helpers.fetch_sub(1);
         } else {
           std::this_thread::sleep_for(std::chrono::microseconds(500));
@@ -903,10 +1059,10 @@ SGDCORE_BIND(train) {
          const py::array& seeds, const py::array& n_train, const py::array& lr,
          const py::array& mom, const py::array& l2, int64_t B, int64_t steps,
          const py::array& evals, const py::array& metrics, const py::array& div_step,
-         int threads, int slices, int block_rows, bool fuse, int64_t chunk,
+         int threads, int slices, int block_rows, bool fuse, int64_t chunk, bool sparse,
          const py::object& progress) {
         const Model mod = checked_model(kind, D, H, C);
-        const Plan plan{threads, slices, block_rows, fuse, chunk};
+        const Plan plan{threads, slices, block_rows, fuse, chunk, sparse};
         if (is_float32(theta))
           call<float>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom, l2, B, steps, evals,
                       metrics, div_step, plan, progress);
@@ -920,6 +1076,7 @@ SGDCORE_BIND(train) {
       py::arg("batch_size"), py::arg("steps"), py::arg("eval_steps"), py::arg("metrics"),
       py::arg("div_step"), py::arg("threads") = 1, py::arg("slices") = 1,
       py::arg("block_rows") = 64, py::arg("fuse") = true, py::arg("chunk") = 16,
+      py::arg("sparse") = false,
       py::arg("progress") = py::none(),
       "Train K models (theta [K, P], in place) with mini-batch SGD and momentum; write the "
       "evaluations into metrics [K, E, 3] (test accuracy, test CE, train CE; means) and the "

@@ -1,0 +1,284 @@
+// Inputs with many zeros (MNIST-like pixels: about 80% of them are 0) in the training
+// engine's first layer. With W1 held transposed, [D, H], a row of inputs touches only
+// the rows of W1 under its non-zero pixels:
+//   forward   a_i = b1 + sum_{p : x_ip != 0} x_ip W1T[p, :]
+//   gradient  G[p, :] = sum_{i : x_ip != 0} x_ip dA[i, :]     (only pixels in the batch)
+// so the layer costs nnz * H multiply-adds instead of B * D * H. A row of W1 no batch
+// touches is not read either: it only decays under momentum and l2, which is a fixed
+// 2x2 linear map of (velocity, weight) per step, applied in closed form when the row is
+// next needed (see RowPowers).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace sgdcore::cpu::sgd {
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
+#define SGD_MULTIVERSION __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define SGD_MULTIVERSION
+#endif
+
+// Storage whose first element is 64-byte aligned (a cache line, an AVX-512 vector).
+template <class T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <class U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
+  }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+template <class T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// The same alignment, uninitialised (for buffers written in full before use).
+template <class T>
+struct AlignedDelete {
+  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+template <class T>
+using AlignedArray = std::unique_ptr<T[], AlignedDelete<T>>;
+template <class T>
+AlignedArray<T> aligned_array(std::size_t n) {
+  return AlignedArray<T>(new (std::align_val_t(64)) T[n]);
+}
+
+// n rounded up to whole 64-byte vectors of T: a row stride that keeps rows aligned.
+template <class T>
+int64_t padded(int64_t n) {
+  const int64_t L = 64 / int64_t(sizeof(T));
+  return (n + L - 1) / L * L;
+}
+
+// Compressed rows of a dense [n, D] matrix: row i's non-zeros are col/val[ptr[i]:ptr[i+1]].
+template <class T>
+struct Csr {
+  std::vector<int64_t> ptr;
+  std::vector<int32_t> col;
+  std::vector<T> val;
+  int64_t max_row = 0;  // most non-zeros in one row
+
+  // Rows [first, first + n) of X (keeps its storage between calls). Branch-free: every
+  // entry is written and the position advances past the non-zeros only (zeros are
+  // unpredictable, a branch on them costs more than the store).
+  void build(const T* X, int64_t first, int64_t n, int64_t D) {
+    ptr.resize(n + 1);
+    ptr[0] = 0;
+    max_row = 0;
+    int64_t q = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      if (int64_t(col.size()) < q + D) {
+        col.resize(std::max<int64_t>(2 * int64_t(col.size()), q + D));
+        val.resize(col.size());
+      }
+      const T* x = X + (first + i) * D;
+      int32_t* c = col.data();
+      T* v = val.data();
+      for (int64_t d = 0; d < D; ++d) {
+        c[q] = int32_t(d);
+        v[q] = x[d];
+        q += x[d] != T(0);
+      }
+      ptr[i + 1] = q;
+      max_row = std::max(max_row, ptr[i + 1] - ptr[i]);
+    }
+  }
+};
+
+// The batch's inputs by pixel: the pixels any batch row uses (`pixels`) and, for pixel
+// pixels[q], the batch positions and values at entries [start[q], start[q + 1]).
+template <class T>
+struct BatchColumns {
+  std::vector<int32_t> count, pixels, row;
+  std::vector<int64_t> start, fill;
+  std::vector<T> val;
+
+  void reserve(int64_t D, int64_t max_nnz) {
+    count.assign(D, 0);
+    fill.assign(D, 0);
+    pixels.reserve(D);
+    start.reserve(D + 1);
+    row.resize(max_nnz);
+    val.resize(max_nnz);
+  }
+
+  // Counting sort of the batch rows' non-zeros by pixel; pixels in increasing order.
+  void build(const Csr<T>& X, const int64_t* idx, int64_t B) {
+    const int64_t D = int64_t(count.size());
+    for (int64_t j = 0; j < B; ++j)
+      for (int64_t q = X.ptr[idx[j]]; q < X.ptr[idx[j] + 1]; ++q) ++count[X.col[q]];
+    pixels.clear();
+    start.clear();
+    int64_t s = 0;
+    for (int64_t d = 0; d < D; ++d)
+      if (count[d] != 0) {
+        pixels.push_back(int32_t(d));
+        start.push_back(s);
+        fill[d] = s;
+        s += count[d];
+        count[d] = 0;
+      }
+    start.push_back(s);
+    for (int64_t j = 0; j < B; ++j)
+      for (int64_t q = X.ptr[idx[j]]; q < X.ptr[idx[j] + 1]; ++q) {
+        const int64_t at = fill[X.col[q]]++;
+        row[at] = int32_t(j);
+        val[at] = X.val[q];
+      }
+  }
+};
+
+// Powers of the idle-step map of one model's W1 rows. A row with no gradient evolves as
+//   v' = u,  w' = w + v',  u' = m v' - c w'     (u = m v - c w is what the engine keeps)
+// i.e. (u, w)' = [[m - c, -c], [1, 1]] (u, w); at(j) is that matrix to the power j, in
+// double, extended on demand.
+class RowPowers {
+ public:
+  void reset(double m, double c) {
+    m_ = m;
+    c_ = c;
+    pw_.assign({1.0, 0.0, 0.0, 1.0});
+  }
+  const double* at(int64_t j) {
+    while (int64_t(pw_.size()) / 4 <= j) {
+      const double* p = pw_.data() + pw_.size() - 4;
+      const double a = (m_ - c_) * p[0] - c_ * p[2], b = (m_ - c_) * p[1] - c_ * p[3];
+      const double d = p[0] + p[2], e = p[1] + p[3];
+      pw_.insert(pw_.end(), {a, b, d, e});
+    }
+    return pw_.data() + 4 * j;
+  }
+
+ private:
+  double m_ = 0.0, c_ = 0.0;
+  std::vector<double> pw_;
+};
+
+#define SGD_DEFINE_SPARSE(T)                                                                 \
+  /* a[0:n] = sum_q val[q] W[col[q] * ldw + 0:n] over q < nnz: blocks of 8, then 2, then 1 \
+     vectors of sums held in registers over all q, then scalars. */                         \
+  SGD_MULTIVERSION static void sparse_rows_dot(T* __restrict a, const T* __restrict W,      \
+                                                int64_t ldw, const int32_t* __restrict col,  \
+                                                const T* __restrict val, int64_t nnz,        \
+                                                int64_t n) {                                 \
+    typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));                       \
+    constexpr int64_t L = 64 / int64_t(sizeof(T));                                           \
+    int64_t h = 0;                                                                           \
+    for (; h + 8 * L <= n; h += 8 * L) {                                                     \
+      V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {};              \
+      for (int64_t q = 0; q < nnz; ++q) {                                                    \
+        const T x = val[q];                                                                  \
+        const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);              \
+        s0 += x * w[0];                                                                      \
+        s1 += x * w[1];                                                                      \
+        s2 += x * w[2];                                                                      \
+        s3 += x * w[3];                                                                      \
+        s4 += x * w[4];                                                                      \
+        s5 += x * w[5];                                                                      \
+        s6 += x * w[6];                                                                      \
+        s7 += x * w[7];                                                                      \
+      }                                                                                      \
+      V* av = reinterpret_cast<V*>(a + h);                                                   \
+      av[0] = s0;                                                                            \
+      av[1] = s1;                                                                            \
+      av[2] = s2;                                                                            \
+      av[3] = s3;                                                                            \
+      av[4] = s4;                                                                            \
+      av[5] = s5;                                                                            \
+      av[6] = s6;                                                                            \
+      av[7] = s7;                                                                            \
+    }                                                                                        \
+    for (; h + 2 * L <= n; h += 2 * L) {                                                     \
+      V s0 = {}, s1 = {};                                                                    \
+      for (int64_t q = 0; q < nnz; ++q) {                                                    \
+        const T x = val[q];                                                                  \
+        const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);              \
+        s0 += x * w[0];                                                                      \
+        s1 += x * w[1];                                                                      \
+      }                                                                                      \
+      V* av = reinterpret_cast<V*>(a + h);                                                   \
+      av[0] = s0;                                                                            \
+      av[1] = s1;                                                                            \
+    }                                                                                        \
+    for (; h + L <= n; h += L) {                                                             \
+      V s = {};                                                                              \
+      for (int64_t q = 0; q < nnz; ++q)                                                      \
+        s += val[q] * *reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);            \
+      *reinterpret_cast<V*>(a + h) = s;                                                      \
+    }                                                                                        \
+    for (; h < n; ++h) {                                                                     \
+      T s = T(0);                                                                            \
+      for (int64_t q = 0; q < nnz; ++q) s += val[q] * W[int64_t(col[q]) * ldw + h];          \
+      a[h] = s;                                                                              \
+    }                                                                                        \
+  }                                                                                          \
+  /* (u, w)[0:n] <- P (u, w) with P = [[p0, p1], [p2, p3]]. */                              \
+  SGD_MULTIVERSION static void rows_catch_up(T* __restrict w, T* __restrict u, int64_t n,    \
+                                             T p0, T p1, T p2, T p3) {                       \
+    for (int64_t h = 0; h < n; ++h) {                                                        \
+      const T uh = u[h], wh = w[h];                                                          \
+      u[h] = p0 * uh + p1 * wh;                                                              \
+      w[h] = p2 * uh + p3 * wh;                                                              \
+    }                                                                                        \
+  }                                                                                          \
+  /* One step of a row block with gradient g: v = u - a g; w += v; u = m v - c w (not on    \
+     the last step). */                                                                      \
+  SGD_MULTIVERSION static void rows_step(T* __restrict w, T* __restrict u,                   \
+                                         const T* __restrict g, int64_t n, T a, T mom, T c,  \
+                                         bool last) {                                        \
+    if (last) {                                                                              \
+      for (int64_t h = 0; h < n; ++h) w[h] += u[h] - a * g[h];                               \
+      return;                                                                                \
+    }                                                                                        \
+    for (int64_t h = 0; h < n; ++h) {                                                        \
+      const T v = u[h] - a * g[h];                                                           \
+      const T wh = w[h] + v;                                                                 \
+      w[h] = wh;                                                                             \
+      u[h] = mom * v - c * wh;                                                               \
+    }                                                                                        \
+  }
+SGD_DEFINE_SPARSE(float)
+SGD_DEFINE_SPARSE(double)
+#undef SGD_DEFINE_SPARSE
+
+// Columns per block of a [rows, H] operand streamed row by row: a block of `rows` rows
+// stays within about 384 KiB (L2), in multiples of 8 vectors of 64 bytes (the register
+// block of sparse_rows_axpy).
+template <class T>
+int64_t column_block(int64_t rows) {
+  const int64_t unit = 512 / int64_t(sizeof(T));
+  return std::max<int64_t>(unit, (int64_t(384) << 10) / (rows * int64_t(sizeof(T))) / unit * unit);
+}
+
+// Rows of a sparse matrix times W: A[i, h0:h1] = X[r_i, :] W[:, h0:h1] for i < n, with
+// r_i = rows[i] (or first + i without rows) and W [D, ldw]; in column blocks that keep
+// W's block in L2.
+template <class T>
+void sparse_forward(const Csr<T>& X, const int64_t* rows, int64_t first, int64_t n,
+                    const T* W, int64_t ldw, int64_t h0, int64_t h1, T* A, int64_t lda,
+                    int64_t D) {
+  const int64_t bw = column_block<T>(D);
+  for (int64_t c0 = h0; c0 < h1; c0 += bw) {
+    const int64_t c1 = std::min(h1, c0 + bw);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t r = rows ? rows[i] : first + i;
+      const int64_t q0 = X.ptr[r];
+      sparse_rows_dot(A + i * lda + c0, W + c0, ldw, X.col.data() + q0, X.val.data() + q0,
+                      X.ptr[r + 1] - q0, c1 - c0);
+    }
+  }
+}
+
+}  // namespace sgdcore::cpu::sgd
