@@ -401,3 +401,46 @@ def test_docstring_examples():
     for mod in (_products, _operators):
         failed, tried = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert tried > 0 and failed == 0
+
+
+# ------------------------------------------------------- sparse (MNIST-like) inputs
+
+
+def _sparse_problem(model, n=23, dtype=np.float64, seed=0):
+    """make_problem() with about 85% of the inputs zero and one all-zero row: the compiled
+    MLP kernels then run the first layer on the non-zeros."""
+    theta, X, y = make_problem(model, n=n, dtype=dtype, seed=seed)
+    X[np.random.default_rng(seed + 1).random(X.shape) > 0.15] = 0
+    X[2] = 0
+    return theta, X, y
+
+
+@pytest.mark.parametrize("quantity", ["hvp", "ggn_vp"])
+@pytest.mark.parametrize("cache", [True, False])
+def test_sparse_inputs_products_match_oracle(dtype, backend, quantity, cache):
+    model = MLP(30, 40, 4)  # 40 hidden units: rows padded to whole vectors in float32
+    theta, X, y = _sparse_problem(model, dtype=dtype)
+    V = _directions(model, 3, dtype)
+    op = (curvature.HessianOperator if quantity == "hvp" else curvature.GGNOperator)(
+        model, theta, X, y, l2=0.3, backend=backend, cache_state=cache
+    )
+    want = getattr(reference, quantity)(model, theta, X, y, V, l2=0.3)
+    assert (
+        rel_err(getattr(sgdcore, quantity)(model, theta, X, y, V, l2=0.3, backend=backend), want)
+        <= RTOL[np.dtype(dtype)]
+    )
+    assert rel_err(op.matmat(V.astype(np.float64)), want) <= max(RTOL[np.dtype(dtype)], 1e-10)
+
+
+def test_sparse_inputs_cross_chunks_and_threads():
+    # More rows than one chunk (H = 2,000: 1,048 rows a chunk), work split among threads.
+    from threadpoolctl import threadpool_limits
+
+    model = MLP(20, 2000, 3)
+    theta, X, y = _sparse_problem(model, n=1100)
+    V = _directions(model, 2, np.float64)
+    want = reference.hvp(model, theta, X, y, V)
+    got = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
+    with threadpool_limits(1):
+        one = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
+    assert rel_err(got, want) <= 1e-10 and np.array_equal(got, one)

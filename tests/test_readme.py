@@ -31,7 +31,7 @@ def test_readme_quick_start_has_exactly_two_commands():
     assert block is not None
     commands = [ln for ln in block.group(1).splitlines() if ln.strip()]
     assert len(commands) == 2
-    assert "pip install -e ." in commands[0] and "pip install -e \".[test]\"" in commands[1]
+    assert "pip install -e ." in commands[0] and 'pip install -e ".[test]"' in commands[1]
     assert "pytest" in commands[1]
 
 

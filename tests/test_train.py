@@ -639,7 +639,8 @@ def test_cpp_sparse_inputs_match_numpy_engine(dtype, B, chunk):
 
 def test_cpp_sparse_path_is_chosen_and_leaves_unused_pixels_alone():
     need("cpp")
-    from sgdcore.kernels._cpp.train import SPARSE_DENSITY, plan
+    from sgdcore.kernels._cpp.sparse import SPARSE_DENSITY
+    from sgdcore.kernels._cpp.train import plan
 
     (X, _), _ = sparse_problem(WIDE)
     assert np.count_nonzero(X) / X.size <= SPARSE_DENSITY

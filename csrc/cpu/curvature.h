@@ -16,6 +16,7 @@
 #include "common/checks.h"
 #include "common/curvature_formulas.h"
 #include "cpu/forward_backward.h"
+#include "cpu/sparse_inputs.h"
 
 namespace sgdcore::cpu::curv {
 
@@ -53,14 +54,52 @@ template <class T> void output_curvature(const Model& m, const T* Pm, T* R, int6
   for (int64_t i = 0; i < n; ++i) softmax_curvature_vp(Pm + i * K, R + i * K, K, R + i * K);
 }
 
+// f(r0, r1) on consecutive slices of [0, n), one per thread of the OpenMP team (16-aligned
+// boundaries, so slices of a row-major matrix's columns share no cache line).
+template <class F>
+void split_rows(int64_t n, F f) {
+#pragma omp parallel
+  {
+#ifdef SGDCORE_OPENMP
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t t = 0, nt = 1;
+#endif
+    const auto edge = [&](int64_t q) { return q == nt ? n : (q * n / nt) / 16 * 16; };
+    if (edge(t + 1) > edge(t)) f(edge(t), edge(t + 1));
+  }
+}
+
 // State of the forward pass over all N examples: A[N, H] = relu(X W1^T + b1) (MLP only)
 // and Pm[N, K], the output probabilities.
+// sparse: the MLP's first layer on X's non-zeros, the work shared among the OpenMP team
+// (the caller keeps BLAS on one thread).
 template <class T>
-void forward_state(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm) {
-  const int64_t rows = rows_per_chunk<T>(m, N), K = m.K(), H = m.H;
+void forward_state(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm,
+                   bool sparse) {
+  const int64_t rows = rows_per_chunk<T>(m, N), K = m.K(), H = m.H, D = m.D;
+  sparse = sparse && m.kind == Kind::MLP;
+  const int64_t ld = padded<T>(H);
+  AlignedArray<T> own;
+  T* W1T = nullptr;
+  FirstLayer<T> first;
+  if (sparse) {
+    W1T = reused_scratch<T>(0, D * ld, own);
+    split_rows(D, [&](int64_t d0, int64_t d1) {
+      transpose_into(theta + m.off_W1(), H, D, d0, d1, W1T, ld);
+    });
+  }
   for (int64_t s = 0; s < N; s += rows) {
     const int64_t n = std::min(rows, N - s);
-    forward(m, theta, X + s * m.D, n, A ? A + s * H : nullptr, Pm + s * K);
+    if (sparse) {
+      first.load(X, s, n, D);
+      first.times(W1T, ld, H, A + s * H, H);
+      split_rows(n, [&](int64_t r0, int64_t r1) {
+        mlp_top(m, theta, A + (s + r0) * H, r1 - r0, Pm + (s + r0) * K);
+      });
+    } else {
+      forward(m, theta, X + s * D, n, A ? A + s * H : nullptr, Pm + s * K);
+    }
     probabilities(m, Pm + s * K, n);
   }
 }
@@ -163,7 +202,7 @@ void logistic_products(const Model& m, const T* theta, const T* X, int64_t N, co
 template <class T>
 void curvature_products(const Model& m, const T* theta, const T* X, const int64_t* y,
                         int64_t N, const T* Vt, int64_t k, T* Out, bool exact, const T* stA,
-                        const T* stPm) {
+                        const T* stPm, bool sparse) {
   const int64_t P = m.n_params(), D = m.D, K = m.K();
   std::fill(Out, Out + k * P, T(0));
   const int64_t rows = rows_per_chunk<T>(m, N);
@@ -181,21 +220,53 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
   //   R(dh) = W2^T R(delta) [+ V2^T delta], R(da) = relu'(a) R(dh),
   //   R(dW1) = R(da) x^T, R(db1) = R(da).
   // The bracketed cross terms are what the exact Hessian has and the GGN drops.
+  // sparse: the three products with X (the forward's, R(a)'s and R(dW1)'s) on its
+  // non-zeros, with W1, the V1s and the R(dW1)s held transposed; every product shared
+  // among the OpenMP team by slices of its rows or columns (BLAS on one thread).
   const int64_t H = m.H, C = m.C;
   const T* W2 = theta + m.off_W2();
-  std::vector<T> Abuf(have_state ? 0 : rows * H), Zbuf(have_state ? 0 : rows * C);
-  std::vector<T> Delta(exact ? rows * C : 0), Ra(rows * H), Rz(rows * C);
+  const int64_t ld = padded<T>(H);
+  AlignedArray<T> own[3];
+  T *W1T = nullptr, *V1T = nullptr, *O1T = nullptr;
+  FirstLayer<T> first;
+  if (sparse) {
+    if (!have_state) W1T = reused_scratch<T>(0, D * ld, own[0]);
+    V1T = reused_scratch<T>(1, k * D * ld, own[1]);
+    O1T = reused_scratch<T>(2, k * D * ld, own[2]);
+    split_rows(D, [&](int64_t d0, int64_t d1) {
+      if (!have_state) transpose_into(theta + m.off_W1(), H, D, d0, d1, W1T, ld);
+      for (int64_t j = 0; j < k; ++j) {
+        transpose_into(Vt + j * P + m.off_W1(), H, D, d0, d1, V1T + j * D * ld, ld);
+        std::fill(O1T + (j * D + d0) * ld, O1T + (j * D + d1) * ld, T(0));
+      }
+    });
+  }
+  AlignedArray<T> own_A, own_R;
+  T* Abuf = have_state ? nullptr : reused_scratch<T>(3, rows * H, own_A);
+  std::vector<T> Zbuf(have_state ? 0 : rows * C);
+  // Ra's rows padded to whole vectors, 64-byte aligned (the sparse kernels read them).
+  const int64_t lr = padded<T>(H);
+  std::vector<T> Delta(exact ? rows * C : 0), Rz(rows * C);
+  T* Ra = reused_scratch<T>(4, rows * lr, own_R);
   for (int64_t s = 0; s < N; s += rows) {
     const int64_t n = std::min(rows, N - s);
     const T* Xc = X + s * D;
+    if (sparse) first.load(X, s, n, D);
     const T *A, *Pm;
     if (have_state) {
       A = stA + s * H;
       Pm = stPm + s * C;
     } else {
-      forward(m, theta, Xc, n, Abuf.data(), Zbuf.data());
+      if (sparse) {
+        first.times(W1T, ld, H, Abuf, H);
+        split_rows(n, [&](int64_t r0, int64_t r1) {
+          mlp_top(m, theta, Abuf + r0 * H, r1 - r0, Zbuf.data() + r0 * C);
+        });
+      } else {
+        forward(m, theta, Xc, n, Abuf, Zbuf.data());
+      }
       probabilities(m, Zbuf.data(), n);
-      A = Abuf.data();
+      A = Abuf;
       Pm = Zbuf.data();
     }
     if (exact) {
@@ -207,34 +278,72 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
       T* O = Out + j * P;
       const T *V1 = V + m.off_W1(), *c1 = V + m.off_b1(), *V2 = V + m.off_W2(),
               *c2 = V + m.off_b2();
+      // Work on slices of the rows (or of the columns, for sums over rows): the whole
+      // range at once with threaded BLAS, or one slice per thread when sparse.
+      const auto by_rows = [&](int64_t w, auto f) {
+        if (sparse)
+          split_rows(w, f);
+        else
+          f(int64_t(0), w);
+      };
       // R(h) = relu'(a) (V1 x + c1); relu'(a) = [h > 0].
-      blas::gemm<T>(false, true, n, H, D, T(1), Xc, D, V1, D, T(0), Ra.data(), H);
-      for (int64_t i = 0; i < n; ++i) {
-        T* r = Ra.data() + i * H;
-        const T* a = A + i * H;
-        for (int64_t u = 0; u < H; ++u) r[u] = a[u] > T(0) ? r[u] + c1[u] : T(0);
-      }
+      if (sparse)
+        first.times(V1T + j * D * ld, ld, H, Ra, lr);
+      else
+        blas::gemm<T>(false, true, n, H, D, T(1), Xc, D, V1, D, T(0), Ra, lr);
       // R(z) = R(h) W2^T + h V2^T + c2, then R(delta) = H_out R(z).
-      blas::gemm<T>(false, true, n, C, H, T(1), Ra.data(), H, W2, H, T(0), Rz.data(), C);
-      blas::gemm<T>(false, true, n, C, H, T(1), A, H, V2, H, T(1), Rz.data(), C);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t c = 0; c < C; ++c) Rz[i * C + c] += c2[c];
-      output_curvature(m, Pm, Rz.data(), n);
-      // Output layer.
-      blas::gemm<T>(true, false, C, H, n, T(1), Rz.data(), C, A, H, T(1), O + m.off_W2(), H);
-      if (exact)
-        blas::gemm<T>(true, false, C, H, n, T(1), Delta.data(), C, Ra.data(), H, T(1),
-                      O + m.off_W2(), H);
+      by_rows(n, [&](int64_t r0, int64_t r1) {
+        const int64_t nr = r1 - r0;
+        T* ra = Ra + r0 * lr;
+        T* rz = Rz.data() + r0 * C;
+        for (int64_t i = 0; i < nr; ++i) {
+          const T* a = A + (r0 + i) * H;
+          T* r = ra + i * lr;
+          for (int64_t u = 0; u < H; ++u) r[u] = a[u] > T(0) ? r[u] + c1[u] : T(0);
+        }
+        blas::gemm<T>(false, true, nr, C, H, T(1), ra, lr, W2, H, T(0), rz, C);
+        blas::gemm<T>(false, true, nr, C, H, T(1), A + r0 * H, H, V2, H, T(1), rz, C);
+        for (int64_t i = 0; i < nr; ++i)
+          for (int64_t c = 0; c < C; ++c) rz[i * C + c] += c2[c];
+        output_curvature(m, Pm + r0 * C, rz, nr);
+      });
+      // Output layer (sums over rows: slices of W2's columns).
+      by_rows(H, [&](int64_t h0, int64_t h1) {
+        blas::gemm<T>(true, false, C, h1 - h0, n, T(1), Rz.data(), C, A + h0, H, T(1),
+                      O + m.off_W2() + h0, H);
+        if (exact)
+          blas::gemm<T>(true, false, C, h1 - h0, n, T(1), Delta.data(), C, Ra + h0, lr,
+                        T(1), O + m.off_W2() + h0, H);
+      });
       colsum(Rz.data(), n, C, T(1), O + m.off_b2());
       // Hidden layer: R(da) = relu'(a) (R(delta) W2 [+ delta V2]), reusing Ra's storage.
-      blas::gemm<T>(false, false, n, H, C, T(1), Rz.data(), C, W2, H, T(0), Ra.data(), H);
-      if (exact)
-        blas::gemm<T>(false, false, n, H, C, T(1), Delta.data(), C, V2, H, T(1), Ra.data(), H);
-      for (int64_t i = 0; i < n * H; ++i) Ra[i] = A[i] > T(0) ? Ra[i] : T(0);
-      blas::gemm<T>(true, false, H, D, n, T(1), Ra.data(), H, Xc, D, T(1), O + m.off_W1(), D);
-      colsum(Ra.data(), n, H, T(1), O + m.off_b1());
+      by_rows(n, [&](int64_t r0, int64_t r1) {
+        const int64_t nr = r1 - r0;
+        T* ra = Ra + r0 * lr;
+        blas::gemm<T>(false, false, nr, H, C, T(1), Rz.data() + r0 * C, C, W2, H, T(0), ra, lr);
+        if (exact)
+          blas::gemm<T>(false, false, nr, H, C, T(1), Delta.data() + r0 * C, C, V2, H, T(1), ra,
+                        lr);
+        for (int64_t i = 0; i < nr; ++i)
+          for (int64_t u = 0; u < H; ++u)
+            ra[i * lr + u] = A[(r0 + i) * H + u] > T(0) ? ra[i * lr + u] : T(0);
+      });
+      if (sparse)
+        first.transpose_times_add(Ra, lr, H, O1T + j * D * ld, ld);
+      else
+        blas::gemm<T>(true, false, H, D, n, T(1), Ra, lr, Xc, D, T(1), O + m.off_W1(), D);
+      by_rows(H, [&](int64_t h0, int64_t h1) {
+        T* g = O + m.off_b1();
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t h = h0; h < h1; ++h) g[h] += Ra[i * lr + h];
+      });
     }
   }
+  if (sparse)
+    split_rows(D, [&](int64_t d0, int64_t d1) {
+      for (int64_t j = 0; j < k; ++j)
+        transpose_back(O1T + j * D * ld, ld, H, D, d0, d1, Out + j * P + m.off_W1());
+    });
 }
 
 // Out[P, P] = sum_i J_i^T H_out,i J_i for logistic regression (= the Hessian of the summed
@@ -340,11 +449,12 @@ void checked_state(const Model& m, int64_t N, const py::object& A, const py::obj
   }
 }
 
-// Checks every argument of hvp / ggn_vp, then runs curvature_products without the GIL.
+// Checks every argument of hvp / ggn_vp, then runs curvature_products without the GIL
+// (sparse: see curvature_products).
 template <class T>
 void call_products(const Model& m, const py::array& theta, const py::array& X,
                    const py::array& y, const py::array& Vt, const py::array& out,
-                   const py::object& A, const py::object& Pm, bool exact) {
+                   const py::object& A, const py::object& Pm, bool exact, bool sparse) {
   const int64_t P = m.n_params();
   const T* th = sgdcore::checked<T>(theta, "theta", {P});
   const T* x = sgdcore::checked<T>(X, "X", {-1, m.D});
@@ -361,7 +471,7 @@ void call_products(const Model& m, const py::array& theta, const py::array& X,
   for (const py::array& a : keep)
     SGD_CHECK(!overlaps(out, a), "out must not share memory with the forward state");
   py::gil_scoped_release release;
-  curvature_products(m, th, x, lab, N, v, k, o, exact, sa, sp);
+  curvature_products(m, th, x, lab, N, v, k, o, exact, sa, sp, sparse);
 }
 
 }  // namespace sgdcore::cpu::curv

@@ -8,7 +8,7 @@ namespace sgdcore::cpu::curv {
 
 template <class T>
 void call_state(const Model& m, const py::array& theta, const py::array& X,
-                const py::object& A, const py::array& Pm) {
+                const py::object& A, const py::array& Pm, bool sparse) {
   const T* th = sgdcore::checked<T>(theta, "theta", {m.n_params()});
   const T* x = sgdcore::checked<T>(X, "X", {-1, m.D});
   const int64_t N = X.shape(0);
@@ -24,24 +24,25 @@ void call_state(const Model& m, const py::array& theta, const py::array& X,
     SGD_CHECK(A.is_none(), "logistic models take no state_A");
   }
   py::gil_scoped_release release;
-  forward_state(m, th, x, N, a, p);
+  forward_state(m, th, x, N, a, p, sparse);
 }
 
 SGDCORE_BIND(curvature_state) {
   m.def(
       "curvature_state",
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
-         const py::object& state_A, const py::array& state_P) {
+         const py::object& state_A, const py::array& state_P, bool sparse) {
         const Model mod = checked_model(kind, D, H, C);
         if (is_float32(theta))
-          call_state<float>(mod, theta, X, state_A, state_P);
+          call_state<float>(mod, theta, X, state_A, state_P, sparse);
         else
-          call_state<double>(mod, theta, X, state_A, state_P);
+          call_state<double>(mod, theta, X, state_A, state_P, sparse);
       },
       py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
-      py::arg("state_A"), py::arg("state_P"),
+      py::arg("state_A"), py::arg("state_P"), py::arg("sparse") = false,
       "Write relu(X W1^T + b1) into state_A (MLP; None otherwise) and the output "
-      "probabilities into state_P.");
+      "probabilities into state_P; sparse: the first layer on X's non-zeros (call with BLAS "
+      "on one thread: the work is shared among the OpenMP team).");
 }
 
 }  // namespace sgdcore::cpu::curv

@@ -18,23 +18,30 @@ inline int64_t chunk_rows(const Model& m, int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>(n, std::max<int64_t>(256, (int64_t(1) << 22) / width)));
 }
 
+// The MLP above its first layer's product: A[n, H] <- relu(A + b1) in place, then the
+// logits Z[n, C] = A W2^T + b2.
+template <class T>
+void mlp_top(const Model& m, const T* theta, T* A, int64_t n, T* Z) {
+  const int64_t H = m.H, C = m.C;
+  const T* b1 = theta + m.off_b1();
+  const T* b2 = theta + m.off_b2();
+  for (int64_t i = 0; i < n; ++i) {
+    T* a = A + i * H;
+    for (int64_t j = 0; j < H; ++j) a[j] = relu(a[j] + b1[j]);
+  }
+  blas::gemm<T>(false, true, n, C, H, T(1), A, H, theta + m.off_W2(), H, T(0), Z, C);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < C; ++c) Z[i * C + c] += b2[c];
+}
+
 // Z[n, K] = logits of X[n, D]. For the MLP also A[n, H] = relu(X W1^T + b1) (A > 0 is
 // the ReLU mask, so pre-activations need not be kept).
 template <class T>
 void forward(const Model& m, const T* theta, const T* X, int64_t n, T* A, T* Z) {
   const int64_t D = m.D, K = m.K();
   if (m.kind == Kind::MLP) {
-    const int64_t H = m.H, C = m.C;
-    const T* b1 = theta + m.off_b1();
-    const T* b2 = theta + m.off_b2();
-    blas::gemm<T>(false, true, n, H, D, T(1), X, D, theta + m.off_W1(), D, T(0), A, H);
-    for (int64_t i = 0; i < n; ++i) {
-      T* a = A + i * H;
-      for (int64_t j = 0; j < H; ++j) a[j] = relu(a[j] + b1[j]);
-    }
-    blas::gemm<T>(false, true, n, C, H, T(1), A, H, theta + m.off_W2(), H, T(0), Z, C);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t c = 0; c < C; ++c) Z[i * C + c] += b2[c];
+    blas::gemm<T>(false, true, n, m.H, D, T(1), X, D, theta + m.off_W1(), D, T(0), A, m.H);
+    mlp_top(m, theta, A, n, Z);
     return;
   }
   const T* b = theta + m.off_b1();

@@ -11,16 +11,16 @@ SGDCORE_BIND(hvp) {
       "hvp",
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::array& y, const py::array& V, const py::array& out, const py::object& state_A,
-         const py::object& state_P) {
+         const py::object& state_P, bool sparse) {
         const Model mod = checked_model(kind, D, H, C);
         if (is_float32(theta))
-          call_products<float>(mod, theta, X, y, V, out, state_A, state_P, true);
+          call_products<float>(mod, theta, X, y, V, out, state_A, state_P, true, sparse);
         else
-          call_products<double>(mod, theta, X, y, V, out, state_A, state_P, true);
+          call_products<double>(mod, theta, X, y, V, out, state_A, state_P, true, sparse);
       },
       py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
       py::arg("y"), py::arg("V"), py::arg("out"), py::arg("state_A") = py::none(),
-      py::arg("state_P") = py::none(),
+      py::arg("state_P") = py::none(), py::arg("sparse") = false,
       "out[j] = sum_i H_i V[j] (Hessians of the cross-entropies) for each row of V [k, P]; "
       "state_A / state_P: the forward state from curvature_state, or None.");
 }

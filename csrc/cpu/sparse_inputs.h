@@ -16,7 +16,7 @@
 #include <new>
 #include <vector>
 
-namespace sgdcore::cpu::sgd {
+namespace sgdcore::cpu {
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
 #define SGD_MULTIVERSION __attribute__((target_clones("default", "avx2", "avx512f")))
@@ -53,6 +53,22 @@ using AlignedArray = std::unique_ptr<T[], AlignedDelete<T>>;
 template <class T>
 AlignedArray<T> aligned_array(std::size_t n) {
   return AlignedArray<T>(new (std::align_val_t(64)) T[n]);
+}
+
+// Aligned scratch of n elements (uninitialised) that a thread keeps for its next call
+// with the same slot when it is at most 32 MiB: fresh pages cost a fault each (about a
+// millisecond per 4 MiB here), more than the work of a small call. `own` holds larger
+// buffers, freed with it.
+template <class T>
+T* reused_scratch(int slot, std::size_t n, AlignedArray<T>& own) {
+  if (n * sizeof(T) > (std::size_t(32) << 20)) {
+    own = aligned_array<T>(n);
+    return own.get();
+  }
+  thread_local std::vector<AlignedVector<T>> kept;
+  if (kept.size() <= std::size_t(slot)) kept.resize(slot + 1);
+  if (kept[slot].size() < n) kept[slot].resize(n);
+  return kept[slot].data();
 }
 
 // n rounded up to whole 64-byte vectors of T: a row stride that keeps rows aligned.
@@ -114,11 +130,14 @@ struct BatchColumns {
     val.resize(max_nnz);
   }
 
-  // Counting sort of the batch rows' non-zeros by pixel; pixels in increasing order.
+  // Counting sort of the batch rows' non-zeros by pixel; pixels in increasing order. The
+  // batch is rows idx[0:B] of X, or its first B rows when idx is null.
   void build(const Csr<T>& X, const int64_t* idx, int64_t B) {
     const int64_t D = int64_t(count.size());
-    for (int64_t j = 0; j < B; ++j)
-      for (int64_t q = X.ptr[idx[j]]; q < X.ptr[idx[j] + 1]; ++q) ++count[X.col[q]];
+    for (int64_t j = 0; j < B; ++j) {
+      const int64_t r = idx ? idx[j] : j;
+      for (int64_t q = X.ptr[r]; q < X.ptr[r + 1]; ++q) ++count[X.col[q]];
+    }
     pixels.clear();
     start.clear();
     int64_t s = 0;
@@ -131,12 +150,14 @@ struct BatchColumns {
         count[d] = 0;
       }
     start.push_back(s);
-    for (int64_t j = 0; j < B; ++j)
-      for (int64_t q = X.ptr[idx[j]]; q < X.ptr[idx[j] + 1]; ++q) {
+    for (int64_t j = 0; j < B; ++j) {
+      const int64_t r = idx ? idx[j] : j;
+      for (int64_t q = X.ptr[r]; q < X.ptr[r + 1]; ++q) {
         const int64_t at = fill[X.col[q]]++;
         row[at] = int32_t(j);
         val[at] = X.val[q];
       }
+    }
   }
 };
 
@@ -169,7 +190,7 @@ class RowPowers {
 #define SGD_DEFINE_SPARSE(T)                                                                 \
   /* a[0:n] = sum_q val[q] W[col[q] * ldw + 0:n] over q < nnz: blocks of 8, then 2, then 1 \
      vectors of sums held in registers over all q, then scalars. */                         \
-  SGD_MULTIVERSION static void sparse_rows_dot(T* __restrict a, const T* __restrict W,      \
+  [[maybe_unused]] SGD_MULTIVERSION static void sparse_rows_dot(T* __restrict a, const T* __restrict W,      \
                                                 int64_t ldw, const int32_t* __restrict col,  \
                                                 const T* __restrict val, int64_t nnz,        \
                                                 int64_t n) {                                 \
@@ -225,7 +246,7 @@ class RowPowers {
     }                                                                                        \
   }                                                                                          \
   /* (u, w)[0:n] <- P (u, w) with P = [[p0, p1], [p2, p3]]. */                              \
-  SGD_MULTIVERSION static void rows_catch_up(T* __restrict w, T* __restrict u, int64_t n,    \
+  [[maybe_unused]] SGD_MULTIVERSION static void rows_catch_up(T* __restrict w, T* __restrict u, int64_t n,    \
                                              T p0, T p1, T p2, T p3) {                       \
     for (int64_t h = 0; h < n; ++h) {                                                        \
       const T uh = u[h], wh = w[h];                                                          \
@@ -235,7 +256,7 @@ class RowPowers {
   }                                                                                          \
   /* One step of a row block with gradient g: v = u - a g; w += v; u = m v - c w (not on    \
      the last step). */                                                                      \
-  SGD_MULTIVERSION static void rows_step(T* __restrict w, T* __restrict u,                   \
+  [[maybe_unused]] SGD_MULTIVERSION static void rows_step(T* __restrict w, T* __restrict u,                   \
                                          const T* __restrict g, int64_t n, T a, T mom, T c,  \
                                          bool last) {                                        \
     if (last) {                                                                              \
@@ -281,4 +302,83 @@ void sparse_forward(const Csr<T>& X, const int64_t* rows, int64_t first, int64_t
   }
 }
 
-}  // namespace sgdcore::cpu::sgd
+// The first layer's products with a chunk of rows of X [N, D], on the chunk's non-zeros,
+// for layers held transposed ([D, ld], rows 64-byte aligned):
+//   times:               A[n, H] = Xc MT                     (Xc: the chunk's rows)
+//   transpose_times_add: GT[p, :] += sum_i Xc[i, p] G[i, :]  (the pixels the chunk uses)
+// Work is shared among the OpenMP team: rows, then pixels.
+template <class T>
+class FirstLayer {
+ public:
+  void load(const T* X, int64_t first, int64_t n, int64_t D) {
+    n_ = n;
+    xc_.build(X, first, n, D);
+    if (int64_t(cols_.count.size()) != D || int64_t(cols_.row.size()) < xc_.ptr[n])
+      cols_.reserve(D, std::max<int64_t>(xc_.ptr[n], int64_t(cols_.row.size())));
+    cols_.build(xc_, nullptr, n);
+  }
+
+  void times(const T* MT, int64_t ld, int64_t H, T* A, int64_t lda) const {
+    const int64_t D = int64_t(cols_.count.size()), bw = column_block<T>(D);
+#pragma omp parallel
+    for (int64_t c0 = 0; c0 < H; c0 += bw) {
+      const int64_t n = std::min(H, c0 + bw) - c0;
+      // The same rows for every thread in every block (static): no barrier needed.
+#pragma omp for schedule(static) nowait
+      for (int64_t i = 0; i < n_; ++i) {
+        const int64_t q0 = xc_.ptr[i];
+        sparse_rows_dot(A + i * lda + c0, MT + c0, ld, xc_.col.data() + q0,
+                        xc_.val.data() + q0, xc_.ptr[i + 1] - q0, n);
+      }
+    }
+  }
+
+  void transpose_times_add(const T* G, int64_t ldg, int64_t H, T* GT, int64_t ld) const {
+    const int64_t np = int64_t(cols_.pixels.size()), bw = column_block<T>(n_);
+#pragma omp parallel
+    {
+      AlignedVector<T> g(std::min(H, bw));
+      for (int64_t c0 = 0; c0 < H; c0 += bw) {
+        const int64_t n = std::min(H, c0 + bw) - c0;
+        // Each (pixel, block) is written by one thread: no barrier needed.
+#pragma omp for schedule(dynamic, 16) nowait
+        for (int64_t q = 0; q < np; ++q) {
+          const int64_t s0 = cols_.start[q];
+          sparse_rows_dot(g.data(), G + c0, ldg, cols_.row.data() + s0, cols_.val.data() + s0,
+                          cols_.start[q + 1] - s0, n);
+          T* o = GT + int64_t(cols_.pixels[q]) * ld + c0;
+          for (int64_t h = 0; h < n; ++h) o[h] += g[h];
+        }
+      }
+    }
+  }
+
+ private:
+  int64_t n_ = 0;
+  Csr<T> xc_;
+  BatchColumns<T> cols_;
+};
+
+// MT[d0:d1, :H] = M[:, d0:d1]^T for M [H, D] and MT [D, ld], in tiles.
+template <class T>
+void transpose_into(const T* M, int64_t H, int64_t D, int64_t d0, int64_t d1, T* MT,
+                    int64_t ld) {
+  constexpr int64_t tile = 32;
+  for (int64_t h0 = 0; h0 < H; h0 += tile)
+    for (int64_t e0 = d0; e0 < d1; e0 += tile)
+      for (int64_t h = h0; h < std::min(H, h0 + tile); ++h)
+        for (int64_t d = e0; d < std::min(d1, e0 + tile); ++d) MT[d * ld + h] = M[h * D + d];
+}
+
+// M[:, d0:d1] = MT[d0:d1, :H]^T, the inverse of transpose_into.
+template <class T>
+void transpose_back(const T* MT, int64_t ld, int64_t H, int64_t D, int64_t d0, int64_t d1,
+                    T* M) {
+  constexpr int64_t tile = 32;
+  for (int64_t e0 = d0; e0 < d1; e0 += tile)
+    for (int64_t h0 = 0; h0 < H; h0 += tile)
+      for (int64_t d = e0; d < std::min(d1, e0 + tile); ++d)
+        for (int64_t h = h0; h < std::min(H, h0 + tile); ++h) M[h * D + d] = MT[d * ld + h];
+}
+
+}  // namespace sgdcore::cpu

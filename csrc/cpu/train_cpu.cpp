@@ -382,7 +382,6 @@ struct Run {
       w1t.resize(K);
       v1t.resize(K);
     }
-    constexpr int64_t tile = 32;
     for (int64_t k = 0; k < K; ++k) {
       T* w = th(k) + m.off_W1();
       if (!back) {
@@ -390,16 +389,10 @@ struct Run {
         v1t[k] = aligned_array<T>(D * ldw1);  // written by init_velocity
         for (int64_t d = 0; d < D; ++d) std::fill_n(w1t[k].get() + d * ldw1 + H, ldw1 - H, T(0));
       }
-      T* wt = w1t[k].get();
-      for (int64_t h0 = 0; h0 < H; h0 += tile)
-        for (int64_t d0 = 0; d0 < D; d0 += tile)
-          for (int64_t h = h0; h < std::min(H, h0 + tile); ++h)
-            for (int64_t d = d0; d < std::min(D, d0 + tile); ++d) {
-              if (back)
-                w[h * D + d] = wt[d * ldw1 + h];
-              else
-                wt[d * ldw1 + h] = w[h * D + d];
-            }
+      if (back)
+        transpose_back(w1t[k].get(), ldw1, H, D, 0, D, w);
+      else
+        transpose_into(w, H, D, 0, D, w1t[k].get(), ldw1);
     }
   }
 

@@ -1,6 +1,7 @@
 """C++ curvature kernels (``csrc/cpu/hvp_cpu.cpp``, ``ggn_vp_cpu.cpp``,
 ``curvature_state_cpu.cpp``, ``hessian_cpu.cpp``); contracts as in
-``sgdcore/kernels/_numpy/curvature.py``.
+``sgdcore/kernels/_numpy/curvature.py``. Sparse MLP inputs take the first layer on their
+non-zeros (``sparse.py``).
 """
 
 from __future__ import annotations
@@ -10,20 +11,27 @@ import numpy as np
 from ... import _cpu
 from ..._backend import register
 from .dims import dims
+from .sparse import one_blas_thread, sparse_inputs
 
 
 def _state_args(state):
     return (None, None) if state is None else state
 
 
+def _products(fn, model, theta, X, y, Vt, out, state):
+    sparse = sparse_inputs(model, X)
+    with one_blas_thread(sparse):
+        fn(*dims(model), theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
+
+
 @register("hvp", "cpp")
 def hvp(model, theta, X, y, Vt, out, state=None):
-    _cpu.hvp(*dims(model), theta, X, y, Vt, out, *_state_args(state))
+    _products(_cpu.hvp, model, theta, X, y, Vt, out, state)
 
 
 @register("ggn_vp", "cpp")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
-    _cpu.ggn_vp(*dims(model), theta, X, y, Vt, out, *_state_args(state))
+    _products(_cpu.ggn_vp, model, theta, X, y, Vt, out, state)
 
 
 @register("curvature_state", "cpp")
@@ -31,7 +39,9 @@ def curvature_state(model, theta, X):
     n = X.shape[0]
     A = np.empty((n, model.n_hidden), X.dtype) if model.kind == "mlp" else None
     Pm = np.empty((n, model.n_outputs), X.dtype)
-    _cpu.curvature_state(*dims(model), theta, X, A, Pm)
+    sparse = sparse_inputs(model, X)
+    with one_blas_thread(sparse):
+        _cpu.curvature_state(*dims(model), theta, X, A, Pm, sparse=sparse)
     return A, Pm
 
 

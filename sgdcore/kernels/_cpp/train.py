@@ -7,7 +7,6 @@ OpenMP team has more than one thread, so the two never oversubscribe the cores.
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
@@ -16,6 +15,8 @@ import numpy as np
 from ... import _cpu
 from ..._backend import register
 from .dims import dims
+from .sparse import SPARSE_DENSITY, one_blas_thread
+from .sparse import density as input_density
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,6 @@ def cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-#: Largest fraction of non-zero inputs at which an MLP's first layer runs on the
-#: non-zeros: measured break-even about 0.3 (784-800-10, float32, B = 16 and 1,000, AVX-512
-#: GEMMs); MNIST has about 0.19, Fashion-MNIST about 0.5.
-SPARSE_DENSITY = 0.25
 
 
 def plan(model, K: int, B: int, dtype, threads: int | None = None, density: float = 1.0) -> Plan:
@@ -106,23 +101,12 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
 OVERRIDE: dict | None = None
 
 
-@functools.cache
-def _blas_pools():
-    """The process's BLAS thread pools, found once: a fresh ``threadpool_limits`` scans
-    the loaded libraries on every call (about 2 ms, a tenth of a short run).
-    """
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
 @register("train", "cpp")
 def train(
     model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
 ):
     K = thetas.shape[0]
-    pool = X[: int(np.max(n_train))]
-    p = plan(model, K, B, thetas.dtype, density=np.count_nonzero(pool) / max(1, pool.size))
+    p = plan(model, K, B, thetas.dtype, density=input_density(X[: int(np.max(n_train))]))
     if OVERRIDE:
         p = Plan(**{**p.__dict__, **OVERRIDE})
     metrics = np.empty((K, evals.shape[0], 3))
@@ -155,7 +139,7 @@ def train(
         progress=progress,
     )
     if p.threads > 1:
-        with _blas_pools().limit(limits=1, user_api="blas"):
+        with one_blas_thread():
             _cpu.train(*args, **kw)
     else:
         _cpu.train(*args, **kw)

@@ -1,0 +1,45 @@
+"""When the C++ kernels run an MLP's first layer on the inputs' non-zeros.
+
+MNIST-like inputs are mostly zero (MNIST: about 81% of the pixels). The C++ training
+engine and curvature kernels then read only the rows of W1 under a row's non-zero pixels
+(``csrc/cpu/sparse_inputs.h``) and share that work among their own OpenMP threads; BLAS,
+which they still call for the small output-layer products, must then stay on one thread
+so that its pool does not spin against theirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+
+#: Largest fraction of non-zero inputs at which an MLP's first layer runs on the
+#: non-zeros: measured break-even about 0.3 (784-800-10, float32, AVX-512 GEMMs, B = 16
+#: and 1,000); MNIST has about 0.19, Fashion-MNIST about 0.5.
+SPARSE_DENSITY = 0.25
+
+
+def density(X) -> float:
+    """Fraction of the entries of ``X`` that are non-zero."""
+    return np.count_nonzero(X) / max(1, X.size)
+
+
+def sparse_inputs(model, X) -> bool:
+    """Whether the kernels take an MLP's first layer on the non-zeros of ``X``."""
+    return model.kind == "mlp" and density(X) <= SPARSE_DENSITY
+
+
+@functools.cache
+def blas_pools():
+    """The process's BLAS thread pools, found once: a fresh ``threadpool_limits`` scans
+    the loaded libraries on every call (about 2 ms, a tenth of a short run).
+    """
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread(when: bool = True):
+    """Context limiting BLAS to one thread (``when``), else doing nothing."""
+    return blas_pools().limit(limits=1, user_api="blas") if when else contextlib.nullcontext()
