@@ -85,9 +85,15 @@ def run(only=(), repeat=7, quick=False, out=sys.stdout) -> list[dict]:
         pass
     rates = {dt: gemm_rate(dt) for dt in ("float32", "float64")}
     bw = copy_bandwidth()
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted(
+        {i.get("architecture", "?") for i in threadpool_info() if i["user_api"] == "blas"}
+    )
     print(
         f"machine: {os.cpu_count()} cores; GEMM {rates['float32'] / 1e9:.0f} GFLOP/s float32, "
-        f"{rates['float64'] / 1e9:.0f} GFLOP/s float64; copy {bw / 1e9:.1f} GB/s",
+        f"{rates['float64'] / 1e9:.0f} GFLOP/s float64 (OpenBLAS kernels {', '.join(kernels)}); "
+        f"copy {bw / 1e9:.1f} GB/s",
         file=out,
     )
     rows = []
