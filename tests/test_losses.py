@@ -144,3 +144,20 @@ def test_compiled_boundary_checks_itself():
         g = np.empty_like(theta)
         g.setflags(write=False)
         _cpu.loss_and_grad(2, 4, 3, 2, theta, X, y, g)
+
+
+@pytest.mark.parametrize("n", [23, 1100])  # 1,100 rows: two chunks of the C++ kernel
+def test_sparse_inputs_match_oracle(dtype, backend, n):
+    # About 85% zeros and an all-zero row: the C++ MLP kernel then runs the first layer
+    # on the non-zeros.
+    from sgdcore.models import MLP
+
+    model = MLP(20, 5000, 3) if n > 100 else MLP(30, 40, 4)
+    theta, X, y = make_problem(model, n=n, dtype=dtype)
+    X[np.random.default_rng(1).random(X.shape) > 0.15] = 0
+    X[2] = 0
+    c, g = sgdcore.loss_and_grad(model, theta, X, y, l2=0.2, backend=backend)
+    tol = RTOL[np.dtype(dtype)]
+    assert rel_err(g, reference.grad(model, theta, X, y, l2=0.2)) <= tol
+    assert rel_err(c, reference.loss(model, theta, X, y, l2=0.2)) <= tol
+    assert sgdcore.loss(model, theta, X, y, l2=0.2, backend=backend) == pytest.approx(c, rel=1e-6)

@@ -15,6 +15,7 @@
 #include "common/blas.h"
 #include "common/checks.h"
 #include "common/curvature_formulas.h"
+#include "cpu/elementwise.h"
 #include "cpu/forward_backward.h"
 #include "cpu/sparse_inputs.h"
 
@@ -52,22 +53,6 @@ template <class T> void output_curvature(const Model& m, const T* Pm, T* R, int6
     return;
   }
   for (int64_t i = 0; i < n; ++i) softmax_curvature_vp(Pm + i * K, R + i * K, K, R + i * K);
-}
-
-// f(r0, r1) on consecutive slices of [0, n), one per thread of the OpenMP team (16-aligned
-// boundaries, so slices of a row-major matrix's columns share no cache line).
-template <class F>
-void split_rows(int64_t n, F f) {
-#pragma omp parallel
-  {
-#ifdef SGDCORE_OPENMP
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int64_t t = 0, nt = 1;
-#endif
-    const auto edge = [&](int64_t q) { return q == nt ? n : (q * n / nt) / 16 * 16; };
-    if (edge(t + 1) > edge(t)) f(edge(t), edge(t + 1));
-  }
 }
 
 // State of the forward pass over all N examples: A[N, H] = relu(X W1^T + b1) (MLP only)
@@ -296,13 +281,9 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
         const int64_t nr = r1 - r0;
         T* ra = Ra + r0 * lr;
         T* rz = Rz.data() + r0 * C;
-        for (int64_t i = 0; i < nr; ++i) {
-          const T* a = A + (r0 + i) * H;
-          T* r = ra + i * lr;
-          for (int64_t u = 0; u < H; ++u) r[u] = a[u] > T(0) ? r[u] + c1[u] : T(0);
-        }
-        blas::gemm<T>(false, true, nr, C, H, T(1), ra, lr, W2, H, T(0), rz, C);
-        blas::gemm<T>(false, true, nr, C, H, T(1), A + r0 * H, H, V2, H, T(1), rz, C);
+        relu_mask_add(ra, lr, H, c1, A + r0 * H, H, nr);
+        narrow_times_t(ra, lr, nr, W2, H, C, H, T(0), rz, C);
+        narrow_times_t(A + r0 * H, H, nr, V2, H, C, H, T(1), rz, C);
         for (int64_t i = 0; i < nr; ++i)
           for (int64_t c = 0; c < C; ++c) rz[i * C + c] += c2[c];
         output_curvature(m, Pm + r0 * C, rz, nr);
@@ -324,9 +305,7 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
         if (exact)
           blas::gemm<T>(false, false, nr, H, C, T(1), Delta.data() + r0 * C, C, V2, H, T(1), ra,
                         lr);
-        for (int64_t i = 0; i < nr; ++i)
-          for (int64_t u = 0; u < H; ++u)
-            ra[i * lr + u] = A[(r0 + i) * H + u] > T(0) ? ra[i * lr + u] : T(0);
+        relu_mask(ra, lr, H, A + r0 * H, H, nr);
       });
       if (sparse)
         first.transpose_times_add(Ra, lr, H, O1T + j * D * ld, ld);

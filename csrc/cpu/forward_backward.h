@@ -9,6 +9,7 @@
 #include "common/blas.h"
 #include "common/formulas.h"
 #include "common/model.h"
+#include "cpu/narrow_products.h"
 
 namespace sgdcore::cpu {
 
@@ -29,7 +30,7 @@ void mlp_top(const Model& m, const T* theta, T* A, int64_t n, T* Z) {
     T* a = A + i * H;
     for (int64_t j = 0; j < H; ++j) a[j] = relu(a[j] + b1[j]);
   }
-  blas::gemm<T>(false, true, n, C, H, T(1), A, H, theta + m.off_W2(), H, T(0), Z, C);
+  narrow_times_t(A, H, n, theta + m.off_W2(), H, C, H, T(0), Z, C);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < C; ++c) Z[i * C + c] += b2[c];
 }

@@ -16,13 +16,14 @@
 #include <new>
 #include <vector>
 
+#include "common/multiversion.h"
+
+#ifdef SGDCORE_OPENMP
+#include <omp.h>
+#endif
+
 namespace sgdcore::cpu {
 
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
-#define SGD_MULTIVERSION __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define SGD_MULTIVERSION
-#endif
 
 // Storage whose first element is 64-byte aligned (a cache line, an AVX-512 vector).
 template <class T>
@@ -299,6 +300,22 @@ void sparse_forward(const Csr<T>& X, const int64_t* rows, int64_t first, int64_t
       sparse_rows_dot(A + i * lda + c0, W + c0, ldw, X.col.data() + q0, X.val.data() + q0,
                       X.ptr[r + 1] - q0, c1 - c0);
     }
+  }
+}
+
+// f(r0, r1) on consecutive slices of [0, n), one per thread of the OpenMP team (16-aligned
+// boundaries, so slices of a row-major matrix's columns share no cache line).
+template <class F>
+void split_rows(int64_t n, F f) {
+#pragma omp parallel
+  {
+#ifdef SGDCORE_OPENMP
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+    const int64_t t = 0, nt = 1;
+#endif
+    const auto edge = [&](int64_t q) { return q == nt ? n : (q * n / nt) / 16 * 16; };
+    if (edge(t + 1) > edge(t)) f(edge(t), edge(t + 1));
   }
 }
 

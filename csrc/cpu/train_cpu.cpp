@@ -33,6 +33,7 @@
 #include "common/bind.h"
 #include "common/checks.h"
 #include "common/philox.h"
+#include "cpu/elementwise.h"
 #include "cpu/forward_backward.h"
 #include "cpu/sparse_inputs.h"
 
@@ -81,26 +82,6 @@ class FlushDenormals {
         w[i] += v[i];                                                                    \
         v[i] *= mom;                                                                     \
       }                                                                                  \
-    }                                                                                    \
-  }                                                                                      \
-  /* A[j, r0:r1] = max(A[j, r0:r1] + b[r0:r1], 0) for rows j < rows (NaN stays NaN). */ \
-  SGD_MULTIVERSION void bias_relu(T* __restrict A, int64_t ld, const T* __restrict b,    \
-                                  int64_t rows, int64_t r0, int64_t r1) {                \
-    for (int64_t j = 0; j < rows; ++j) {                                                 \
-      T* a = A + j * ld;                                                                 \
-      for (int64_t h = r0; h < r1; ++h) {                                                \
-        const T z = a[h] + b[h];                                                         \
-        a[h] = z < T(0) ? T(0) : z;                                                      \
-      }                                                                                  \
-    }                                                                                    \
-  }                                                                                      \
-  /* dA[j, :hs] = 0 where A[j, h0 + :hs] <= 0 (dA's rows ldd apart). */                 \
-  SGD_MULTIVERSION void relu_mask(T* __restrict dA, int64_t ldd, int64_t hs,             \
-                                  const T* __restrict A, int64_t ld, int64_t rows) {     \
-    for (int64_t j = 0; j < rows; ++j) {                                                 \
-      const T* a = A + j * ld;                                                           \
-      T* d = dA + j * ldd;                                                               \
-      for (int64_t h = 0; h < hs; ++h) d[h] = a[h] > T(0) ? d[h] : T(0);                 \
     }                                                                                    \
   }
 SGD_DEFINE_UPDATE(float)

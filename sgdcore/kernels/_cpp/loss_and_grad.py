@@ -1,12 +1,17 @@
-"""C++ ``loss_and_grad`` (``csrc/cpu/loss_and_grad_cpu.cpp``)."""
+"""C++ ``loss_and_grad`` (``csrc/cpu/loss_and_grad_cpu.cpp``). Sparse MLP inputs take
+the first layer on their non-zeros (``sparse.py``).
+"""
 
 from __future__ import annotations
 
 from ... import _cpu
 from ..._backend import register
 from .dims import dims
+from .sparse import one_blas_thread, sparse_inputs
 
 
 @register("loss_and_grad", "cpp")
 def loss_and_grad(model, theta, X, y, grad):
-    return _cpu.loss_and_grad(*dims(model), theta, X, y, grad)
+    sparse = sparse_inputs(model, X)
+    with one_blas_thread(sparse):
+        return _cpu.loss_and_grad(*dims(model), theta, X, y, grad, sparse=sparse)

@@ -1,0 +1,68 @@
+// Products with a narrow output layer (C of a few classes): Z = A W^T with W [C, H].
+// A GEMM of that shape spends more time packing A than multiplying (measured 2 ms for
+// 1,000 x 800 x 10 in float32 here, against 0.1 ms of arithmetic); these loops read each
+// row of A once per block of four outputs, with W in L1.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "common/multiversion.h"
+
+namespace sgdcore::cpu {
+
+#define SGD_DEFINE_NARROW(T)                                                                 \
+  /* Z[i, c] = beta Z[i, c] + sum_h A[i, h] W[c, h] for i < n, c < C (beta 0: Z is not     \
+     read). */                                                                              \
+  [[maybe_unused]] SGD_MULTIVERSION static void narrow_times_t(                              \
+      const T* __restrict A, int64_t lda, int64_t n, const T* __restrict W, int64_t ldw,     \
+      int64_t C, int64_t H, T beta, T* __restrict Z, int64_t ldz) {                          \
+    typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));                       \
+    constexpr int64_t L = 64 / int64_t(sizeof(T));                                           \
+    const auto hsum = [](V v) {                                                              \
+      T s = T(0);                                                                            \
+      for (int64_t l = 0; l < L; ++l) s += v[l];                                             \
+      return s;                                                                              \
+    };                                                                                       \
+    for (int64_t i = 0; i < n; ++i) {                                                        \
+      const T* a = A + i * lda;                                                              \
+      T* z = Z + i * ldz;                                                                    \
+      int64_t c = 0;                                                                         \
+      for (; c + 4 <= C; c += 4) {                                                           \
+        const T *w0 = W + c * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;           \
+        V s0 = {}, s1 = {}, s2 = {}, s3 = {};                                                \
+        int64_t h = 0;                                                                       \
+        for (; h + L <= H; h += L) {                                                         \
+          const V x = *reinterpret_cast<const V*>(a + h);                                    \
+          s0 += x * *reinterpret_cast<const V*>(w0 + h);                                     \
+          s1 += x * *reinterpret_cast<const V*>(w1 + h);                                     \
+          s2 += x * *reinterpret_cast<const V*>(w2 + h);                                     \
+          s3 += x * *reinterpret_cast<const V*>(w3 + h);                                     \
+        }                                                                                    \
+        T t0 = hsum(s0), t1 = hsum(s1), t2 = hsum(s2), t3 = hsum(s3);                        \
+        for (; h < H; ++h) {                                                                 \
+          t0 += a[h] * w0[h];                                                                \
+          t1 += a[h] * w1[h];                                                                \
+          t2 += a[h] * w2[h];                                                                \
+          t3 += a[h] * w3[h];                                                                \
+        }                                                                                    \
+        const T t[4] = {t0, t1, t2, t3};                                                     \
+        for (int64_t q = 0; q < 4; ++q)                                                      \
+          z[c + q] = beta == T(0) ? t[q] : beta * z[c + q] + t[q];                           \
+      }                                                                                      \
+      for (; c < C; ++c) {                                                                   \
+        const T* w0 = W + c * ldw;                                                           \
+        V s0 = {};                                                                           \
+        int64_t h = 0;                                                                       \
+        for (; h + L <= H; h += L)                                                           \
+          s0 += *reinterpret_cast<const V*>(a + h) * *reinterpret_cast<const V*>(w0 + h);    \
+        T t0 = hsum(s0);                                                                     \
+        for (; h < H; ++h) t0 += a[h] * w0[h];                                               \
+        z[c] = beta == T(0) ? t0 : beta * z[c] + t0;                                         \
+      }                                                                                      \
+    }                                                                                        \
+  }
+SGD_DEFINE_NARROW(float)
+SGD_DEFINE_NARROW(double)
+#undef SGD_DEFINE_NARROW
+
+}  // namespace sgdcore::cpu
