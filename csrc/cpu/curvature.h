@@ -98,6 +98,10 @@ void logistic_products_range(const Model& m, const T* theta, const T* X, int64_t
                              int64_t rows) {
   const int64_t P = m.n_params(), D = m.D, K = m.K();
   std::vector<T> Pbuf(stPm ? 0 : rows * K), R(rows * (K == 1 ? k : K));
+  if (K == 1 && k == 1) {  // one pass over the rows, each read once
+    logistic_binary_hvp_rows(X + s0 * D, s1 - s0, D, theta, stPm ? stPm + s0 : nullptr, Vt, Out);
+    return;
+  }
   for (int64_t s = s0; s < s1; s += rows) {
     const int64_t n = std::min(rows, s1 - s);
     const T* Xc = X + s * D;
