@@ -41,6 +41,8 @@ binary model (one sigmoid output) is its two-logit model ``[0, z]``, since
 from __future__ import annotations
 
 import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -736,7 +738,9 @@ def laplace_from_hessian(cost, H, l2, *, n, n_classes):
 # ------------------------------------------------------------------ regularisation path
 
 
-def evidence_path(model, X, y, l2_values, *, gtol=1e-10, max_iter=100, backend="auto"):
+def evidence_path(
+    model, X, y, l2_values, *, gtol=1e-10, max_iter=100, backend="auto", workers=None
+):
     """MAP fit and Laplace evidence of logistic regression at each of ``l2_values``.
 
     The values are visited from the strongest regularisation to the weakest. Each fit
@@ -755,6 +759,11 @@ def evidence_path(model, X, y, l2_values, *, gtol=1e-10, max_iter=100, backend="
         Each ``> 0``.
     gtol, max_iter : as in :func:`fit_map`
     backend : str
+    workers : int, optional
+        Chains of the path run side by side when the model is small (at most
+        ``SINGLE_THREAD_MAX_PARAMS`` parameters; BLAS then runs on one thread): the
+        sorted values are cut into this many contiguous stretches, each warm-started on
+        its own. Default: one per core; pass 1 when calling from parallel workers.
 
     Returns
     -------
@@ -767,14 +776,39 @@ def evidence_path(model, X, y, l2_values, *, gtol=1e-10, max_iter=100, backend="
     if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
         raise ValueError(f"l2_values must be finite and > 0, got {l2_values!r}")
     X, y = _as_float64(model, X, y, True)
-    with _blas_threads(model.n_params):
-        return _path(model, X, y, lams, gtol, max_iter, backend)
-
-
-def _path(model, X, y, lams, gtol, max_iter, backend):
+    order = np.argsort(-lams, kind="stable")
     results: list[LaplaceResult | None] = [None] * lams.size
+    if model.n_params > SINGLE_THREAD_MAX_PARAMS:  # BLAS threads share each fit
+        _path(model, X, y, lams, order, results, gtol, max_iter, backend)
+        return results
+    # Small problems: BLAS on one thread and the path cut into one contiguous chain per
+    # core, run side by side (each chain warm-starts along its own stretch).
+    n_chains = _cores() if workers is None else int(workers)
+    if n_chains < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    chains = [c for c in np.array_split(order, min(n_chains, lams.size)) if c.size]
+    with _blas_threads(model.n_params), ThreadPoolExecutor(len(chains)) as pool:
+        for f in [
+            pool.submit(_path, model, X, y, lams, c, results, gtol, max_iter, backend)
+            for c in chains
+        ]:
+            f.result()
+    return results
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _path(model, X, y, lams, order, results, gtol, max_iter, backend):
+    """Fits and evidences at lams[order], in that order, warm-started along the way, into
+    results[order].
+    """
     start, prev, before = None, None, None
-    for i in np.argsort(-lams, kind="stable"):
+    for i in order:
         lam = float(lams[i])
         if prev is not None and prev.fit._factor[0] is not None:
             start = _predict(prev, before, lam)
@@ -791,7 +825,6 @@ def _path(model, X, y, lams, gtol, max_iter, backend):
         )
         before = prev
         prev = results[i] = laplace(model, fit, X, y, lam, backend=backend, check_finite=False)
-    return results
 
 
 def _predict(prev, before, lam):

@@ -360,3 +360,19 @@ def test_evidence_path_matches_independent_fits():
 def test_docstring_examples():
     failed, tried = doctest.testmod(evidence)
     assert tried > 0 and failed == 0
+
+
+def test_evidence_path_chains_agree_with_one_chain():
+    # Cut into side-by-side chains the path starts some fits elsewhere; every fit still
+    # meets its tolerance, so the evidences agree.
+    model = LogisticRegression(6)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((60, 6))
+    y = (X[:, 0] + 0.5 * rng.standard_normal(60) > 0).astype(np.int64)
+    lams = np.logspace(-2, 2, 7)
+    one = evidence.evidence_path(model, X, y, lams, workers=1)
+    three = evidence.evidence_path(model, X, y, lams, workers=3)
+    for a, b in zip(one, three, strict=True):
+        assert a.log_ratio == pytest.approx(b.log_ratio, rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="workers"):
+        evidence.evidence_path(model, X, y, lams, workers=0)
