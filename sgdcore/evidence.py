@@ -40,7 +40,6 @@ binary model (one sigmoid output) is its two-logit model ``[0, z]``, since
 
 from __future__ import annotations
 
-import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ import numpy as np
 import scipy.linalg as sl
 
 from . import _validate as chk
+from ._blas import one_blas_thread
 from .curvature import ConvergenceError, HessianOperator, hessian, slq
 from .losses import loss_and_grad
 from .models import LogisticRegression
@@ -71,19 +71,10 @@ DENSE_MAX_PARAMS = 4096
 #: cores are oversubscribed.
 SINGLE_THREAD_MAX_PARAMS = 1024
 
-_CONTROLLER = None
-
 
 def _blas_threads(n_params: int):
     """Context limiting BLAS to one thread for small dense problems (else a no-op)."""
-    global _CONTROLLER
-    if n_params > SINGLE_THREAD_MAX_PARAMS:
-        return contextlib.nullcontext()
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return one_blas_thread(n_params <= SINGLE_THREAD_MAX_PARAMS)
 
 
 @dataclass(frozen=True, eq=False)

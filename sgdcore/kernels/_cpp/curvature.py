@@ -10,8 +10,9 @@ import numpy as np
 
 from ... import _cpu
 from ..._backend import register
+from ..._blas import one_blas_thread
 from .dims import dims
-from .sparse import one_blas_thread, sparse_inputs
+from .sparse import sparse_inputs
 
 
 def _state_args(state):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ... import _cpu
 from ..._backend import register
+from ..._blas import one_blas_thread
 from .dims import dims
-from .sparse import one_blas_thread, sparse_inputs
+from .sparse import sparse_inputs
 
 
 @register("loss_and_grad", "cpp")

@@ -3,14 +3,11 @@
 MNIST-like inputs are mostly zero (MNIST: about 81% of the pixels). The C++ training
 engine and curvature kernels then read only the rows of W1 under a row's non-zero pixels
 (``csrc/cpu/sparse_inputs.h``) and share that work among their own OpenMP threads; BLAS,
-which they still call for the small output-layer products, must then stay on one thread
-so that its pool does not spin against theirs.
+which they still call for the small output-layer products, then stays on one thread
+(``sgdcore._blas``).
 """
 
 from __future__ import annotations
-
-import contextlib
-import functools
 
 import numpy as np
 
@@ -28,18 +25,3 @@ def density(X) -> float:
 def sparse_inputs(model, X) -> bool:
     """Whether the kernels take an MLP's first layer on the non-zeros of ``X``."""
     return model.kind == "mlp" and density(X) <= SPARSE_DENSITY
-
-
-@functools.cache
-def blas_pools():
-    """The process's BLAS thread pools, found once: a fresh ``threadpool_limits`` scans
-    the loaded libraries on every call (about 2 ms, a tenth of a short run).
-    """
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def one_blas_thread(when: bool = True):
-    """Context limiting BLAS to one thread (``when``), else doing nothing."""
-    return blas_pools().limit(limits=1, user_api="blas") if when else contextlib.nullcontext()

@@ -14,8 +14,9 @@ import numpy as np
 
 from ... import _cpu
 from ..._backend import register
+from ..._blas import one_blas_thread
 from .dims import dims
-from .sparse import SPARSE_DENSITY, one_blas_thread
+from .sparse import SPARSE_DENSITY
 from .sparse import density as input_density
 
 
