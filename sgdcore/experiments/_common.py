@@ -543,3 +543,40 @@ def scaling_summary(df, col, analysis, *, rule, symbol, heading, figures, settin
         "x": [float(v) for v in analysis["x"]],
     }
     return summary, md
+
+
+def parameters(defaults: dict, **given) -> dict:
+    """An experiment's parameters: its quick or full ``defaults`` with each given value
+    that is not None in its place.
+    """
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
+
+
+def sweep_runner(make_spec, overrides: str):
+    """An experiment's ``run``: ``make_spec``'s sweep, run (into ``<out>/store`` when
+    ``out`` is given), and its table; ``overrides`` names the further keywords of
+    ``make_spec``.
+    """
+
+    def run(
+        quick: bool = False,
+        out=None,
+        *,
+        backend: str = "auto",
+        seeds=None,
+        hidden=None,
+        executor: str = "local",
+        client=None,
+        scheduler=None,
+        progress=None,
+        **more,
+    ):
+        spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **more)
+        return run_sweep(spec, out, executor, client, scheduler, progress)
+
+    run.__module__ = make_spec.__module__
+    run.__doc__ = (
+        "Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table "
+        f"(a pandas DataFrame).\n\n    Further keywords: {overrides}.\n"
+    )
+    return run

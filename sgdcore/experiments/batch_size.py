@@ -54,12 +54,9 @@ def make_spec(
     download: bool = False,
 ) -> sweep.SweepSpec:
     """The sweep: every batch size of the grid at one ε and m, several seeds."""
-    p = dict(QUICK if quick else FULL)
-    for k, v in (("hidden", hidden), ("seeds", seeds), ("lr", lr), ("momentum", momentum)):
-        if v is not None:
-            p[k] = v
-    if steps is not None:
-        p["steps"] = steps
+    p = C.parameters(
+        QUICK if quick else FULL, hidden=hidden, seeds=seeds, lr=lr, momentum=momentum, steps=steps
+    )
     n = C.DATA["n_train"]
     bs = C.batch_grid(1, n, n) if batch_sizes is None else sorted(batch_sizes)
     return sweep.SweepSpec(
@@ -74,25 +71,7 @@ def make_spec(
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    **overrides,
-) -> pd.DataFrame:
-    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
-
-    ``overrides``: ``lr``, ``momentum``, ``steps``, ``batch_sizes``.
-    """
-    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
-    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``batch_sizes``")
 
 
 def analyze(df: pd.DataFrame) -> dict:

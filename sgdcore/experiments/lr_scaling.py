@@ -58,16 +58,9 @@ def make_spec(
     download: bool = False,
 ) -> sweep.SweepSpec:
     """One grid per ε: its band of batch sizes × seeds, ``round(time / ε)`` steps."""
-    p = dict(QUICK if quick else FULL)
-    for k, v in (
-        ("hidden", hidden),
-        ("seeds", seeds),
-        ("lrs", lrs),
-        ("momentum", momentum),
-        ("time", time),
-    ):
-        if v is not None:
-            p[k] = v
+    p = C.parameters(
+        QUICK if quick else FULL, hidden=hidden, seeds=seeds, lrs=lrs, momentum=momentum, time=time
+    )
     n = C.DATA["n_train"]
     grids = [
         {
@@ -88,25 +81,7 @@ def make_spec(
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    **overrides,
-) -> pd.DataFrame:
-    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
-
-    ``overrides``: ``lrs``, ``momentum``, ``time``.
-    """
-    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
-    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+run = C.sweep_runner(make_spec, "``lrs``, ``momentum``, ``time``")
 
 
 def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:

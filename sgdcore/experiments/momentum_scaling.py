@@ -70,16 +70,9 @@ def make_spec(
     """One grid per m: its band of batch sizes × seeds; ``time (1-m)/ε`` steps, or
     ``fixed_steps`` for every m.
     """
-    p = dict(QUICK if quick else FULL)
-    for k, v in (
-        ("hidden", hidden),
-        ("seeds", seeds),
-        ("momenta", momenta),
-        ("lr", lr),
-        ("time", time),
-    ):
-        if v is not None:
-            p[k] = v
+    p = C.parameters(
+        QUICK if quick else FULL, hidden=hidden, seeds=seeds, momenta=momenta, lr=lr, time=time
+    )
     n = C.DATA["n_train"]
     grids = [
         {
@@ -105,25 +98,7 @@ def make_spec(
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    **overrides,
-) -> pd.DataFrame:
-    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
-
-    ``overrides``: ``momenta``, ``lr``, ``time``, ``fixed_steps``.
-    """
-    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
-    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+run = C.sweep_runner(make_spec, "``momenta``, ``lr``, ``time``, ``fixed_steps``")
 
 
 def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:

@@ -81,17 +81,15 @@ def make_spec(
     download: bool = False,
 ) -> sweep.SweepSpec:
     """One grid per N: its band of batch sizes × seeds, a fixed number of steps."""
-    p = dict(QUICK if quick else FULL)
-    for k, v in (
-        ("hidden", hidden),
-        ("seeds", seeds),
-        ("ns", ns),
-        ("lr", lr),
-        ("momentum", momentum),
-        ("steps", steps),
-    ):
-        if v is not None:
-            p[k] = v
+    p = C.parameters(
+        QUICK if quick else FULL,
+        hidden=hidden,
+        seeds=seeds,
+        ns=ns,
+        lr=lr,
+        momentum=momentum,
+        steps=steps,
+    )
     pool = max(POOL, max(p["ns"]))
     grids = [
         {
@@ -112,25 +110,7 @@ def make_spec(
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    **overrides,
-) -> pd.DataFrame:
-    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
-
-    ``overrides``: ``ns``, ``lr``, ``momentum``, ``steps``.
-    """
-    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
-    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+run = C.sweep_runner(make_spec, "``ns``, ``lr``, ``momentum``, ``steps``")
 
 
 def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:

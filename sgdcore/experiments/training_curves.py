@@ -66,17 +66,15 @@ def make_spec(
     download: bool = False,
 ) -> sweep.SweepSpec:
     """B = ``small`` and B = N, several seeds, log-spaced evaluations."""
-    p = dict(QUICK if quick else FULL)
-    for k, v in (
-        ("hidden", hidden),
-        ("seeds", seeds),
-        ("lr", lr),
-        ("momentum", momentum),
-        ("steps", steps),
-        ("small", small),
-    ):
-        if v is not None:
-            p[k] = v
+    p = C.parameters(
+        QUICK if quick else FULL,
+        hidden=hidden,
+        seeds=seeds,
+        lr=lr,
+        momentum=momentum,
+        steps=steps,
+        small=small,
+    )
     n = C.DATA["n_train"]
     return sweep.SweepSpec(
         name=NAME,
@@ -90,25 +88,7 @@ def make_spec(
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    **overrides,
-) -> pd.DataFrame:
-    """Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table.
-
-    ``overrides``: ``lr``, ``momentum``, ``steps``, ``small``.
-    """
-    spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **overrides)
-    return C.run_sweep(spec, out, executor, client, scheduler, progress)
+run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``small``")
 
 
 def analyze(df: pd.DataFrame) -> dict:
