@@ -35,6 +35,9 @@ class BuildExt(build_ext):
         omp = sys.platform != "win32" and _has_flag(self.compiler, "-fopenmp")
         for ext in self.extensions:
             ext.extra_compile_args += ["-O3", "-fno-math-errno", "-Wall"]
+            # SGDCORE_SANITIZE=1: AddressSanitizer. Python is not built with it, so run with
+            # LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
+            # (libstdc++ too: else ASan cannot intercept the C++ exceptions pybind11 throws).
             if os.environ.get("SGDCORE_SANITIZE"):
                 ext.extra_compile_args += ["-fsanitize=address", "-fno-omit-frame-pointer", "-O1"]
                 ext.extra_link_args += ["-fsanitize=address"]
