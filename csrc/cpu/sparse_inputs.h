@@ -336,18 +336,10 @@ class FirstLayer {
   }
 
   void times(const T* MT, int64_t ld, int64_t H, T* A, int64_t lda) const {
-    const int64_t D = int64_t(cols_.count.size()), bw = column_block<T>(D);
-#pragma omp parallel
-    for (int64_t c0 = 0; c0 < H; c0 += bw) {
-      const int64_t n = std::min(H, c0 + bw) - c0;
-      // The same rows for every thread in every block (static): no barrier needed.
-#pragma omp for schedule(static) nowait
-      for (int64_t i = 0; i < n_; ++i) {
-        const int64_t q0 = xc_.ptr[i];
-        sparse_rows_dot(A + i * lda + c0, MT + c0, ld, xc_.col.data() + q0,
-                        xc_.val.data() + q0, xc_.ptr[i + 1] - q0, n);
-      }
-    }
+    const int64_t D = int64_t(cols_.count.size());
+    split_rows(n_, [&](int64_t r0, int64_t r1) {
+      sparse_forward(xc_, nullptr, r0, r1 - r0, MT, ld, 0, H, A + r0 * lda, lda, D);
+    });
   }
 
   void transpose_times_add(const T* G, int64_t ldg, int64_t H, T* GT, int64_t ld) const {

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._blas import one_blas_thread
+
 NAME = "random-labels"
 
 #: The default regularisation grid (30 values, summed-cost convention).
@@ -219,7 +221,6 @@ def run(
         the data description and the parameters.
     """
     import pandas as pd
-    from threadpoolctl import threadpool_limits
 
     from .._backend import resolve
 
@@ -251,7 +252,7 @@ def run(
                 y_tr, y_te = train.y, test.y
             tasks.append((s, labels, train, test, y_tr, y_te, lambdas, backend))
     workers = max(1, min(int(workers), len(tasks)))
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         if workers == 1:
             results = [_one(t) for t in tasks]
         else:

@@ -139,9 +139,6 @@ def train(
         sparse=p.sparse,
         progress=progress,
     )
-    if p.threads > 1:
-        with one_blas_thread():
-            _cpu.train(*args, **kw)
-    else:
+    with one_blas_thread(p.threads > 1):
         _cpu.train(*args, **kw)
     return metrics, div_step

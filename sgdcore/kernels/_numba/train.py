@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..._backend import register
+from ..._blas import one_blas_thread
 from ...philox import STREAM_BATCHES
 from .._cpp.dims import dims
 from .passes import views
@@ -300,28 +301,8 @@ def train(
     """Models run in parallel (Numba threads), each with single-threaded BLAS; a lone
     model keeps BLAS threading for its GEMMs from B = 64 on.
     """
-    from threadpoolctl import threadpool_limits
-
-    K = thetas.shape[0]
-    if K == 1 and B >= 64:
-        return _train(
-            model,
-            X,
-            Y,
-            Xte,
-            yte,
-            thetas,
-            seeds,
-            n_train,
-            lr,
-            momentum,
-            l2,
-            B,
-            steps,
-            evals,
-            progress,
-        )
-    with threadpool_limits(1, user_api="blas"):
+    lone_wide = thetas.shape[0] == 1 and B >= 64
+    with one_blas_thread(not lone_wide):
         return _train(
             model,
             X,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
+from ..._blas import one_blas_thread
 from ...philox import BatchStream
 from .passes import backward, forward, residual
 
@@ -90,9 +91,7 @@ def train(
     floating-point warnings are silenced inside the run. Below B = 64 the GEMMs are too
     small for BLAS threads to pay (and on a busy machine they spin), so BLAS runs on one.
     """
-    from threadpoolctl import threadpool_limits
-
-    with np.errstate(all="ignore"), threadpool_limits(1 if B < 64 else None, user_api="blas"):
+    with np.errstate(all="ignore"), one_blas_thread(B < 64):
         return _train(
             model,
             X,
