@@ -126,8 +126,10 @@ def resolve(
     backend: str = "auto", *, quantity: str | None = None, kind: str | None = None, arrays=()
 ) -> str:
     """Name of the backend to run: ``backend`` itself, checked, or ``auto``'s choice."""
+    where = ""
     if backend == "auto":
         backend = os.environ.get("SGDCORE_BACKEND", "auto") or "auto"
+        where = " (set by the environment variable SGDCORE_BACKEND)"
     if backend == "auto":
         candidates = ["cuda"] if _on_gpu(arrays) else [b for b in BACKENDS if b != "cuda"]
         for b in candidates:
@@ -136,11 +138,12 @@ def resolve(
         raise BackendUnavailable(f"no usable backend provides {quantity!r} for {kind!r} models")
     if backend not in BACKENDS:
         raise ValueError(
-            f"unknown backend {backend!r}; choose from 'auto', {', '.join(map(repr, BACKENDS))}"
+            f"unknown backend {backend!r}{where}; choose from 'auto', "
+            f"{', '.join(map(repr, BACKENDS))}"
         )
     reason = _load(backend)
     if reason is not None:
-        raise BackendUnavailable(f"backend {backend!r} is not available: {reason}")
+        raise BackendUnavailable(f"backend {backend!r}{where} is not available: {reason}")
     return backend
 
 

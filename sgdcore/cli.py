@@ -5,15 +5,69 @@
 :mod:`sgdcore.experiments` that defines ``NAME``, ``add_arguments(parser)`` and
 ``main(args) -> int`` is a ``run`` target.
 ``sgdcore sweep SPEC.toml --store DIR`` runs (or resumes) a sweep into a result store.
+``sgdcore show STORE [--csv FILE] [--parquet FILE]`` prints a store's progress, groups and
+finished runs, and exports its table.
 ``sgdcore reproduce [--quick] [--out DIR]`` runs every experiment and writes a report.
+
+Errors: :func:`main` turns every error sgdcore raises for bad input or a failed run
+into one line on stderr, ``sgdcore: error: ...``, that names the flag, spec key,
+environment variable or file it came from; the exit status is 2 for a usage error
+(a bad flag, spec or environment variable), 1 for a runtime error, and 130 after
+Ctrl-C (with what was kept and how to resume). ``--debug`` or ``SGDCORE_DEBUG=1``
+prints the traceback as well.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
+from pathlib import Path
+
+#: Exit statuses of :func:`main`.
+EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class UsageError(Exception):
+    """The command line or the environment is wrong (exit status 2)."""
+
+
+def error_types() -> tuple[tuple, tuple]:
+    """The exceptions :func:`main` reports as one line: ``(usage, runtime)``.
+
+    Usage errors (exit 2) are bad flags, specs and environment variables; runtime
+    errors (exit 1) are what sgdcore raises for unusable stores, data, backends and
+    failed groups, and the ``ValueError``/``TypeError`` of input validation.
+    """
+    from ._backend import BackendUnavailable
+    from .curvature._lanczos import ConvergenceError
+    from .data import DataError
+    from .grads import MemoryBudgetError
+    from .sweep import SpecError, StoreError, SweepError
+
+    usage = (UsageError, SpecError)
+    runtime = (
+        StoreError,
+        SweepError,
+        DataError,
+        BackendUnavailable,
+        MemoryBudgetError,
+        ConvergenceError,
+        ValueError,
+        TypeError,
+        OSError,
+    )
+    return usage, runtime
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (raised as :class:`UsageError`)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _experiments() -> dict:
@@ -48,7 +102,10 @@ def info_lines() -> list[str]:
             lines.append(f"  {b:6s} usable   provides: {', '.join(quantities) or '-'}")
         else:
             lines.append(f"  {b:6s} missing  ({why})")
-    lines.append(f"  auto -> {_backend.resolve('auto')}")
+    try:
+        lines.append(f"  auto -> {_backend.resolve('auto')}")
+    except (ValueError, _backend.BackendUnavailable) as exc:
+        lines.append(f"  auto -> none: {exc}")
     if _backend.backend_status("cpp")[0]:
         from . import _cpu
 
@@ -86,9 +143,9 @@ def _sweep(args) -> int:
     from . import sweep
 
     if args.executor == "dask" and args.scheduler is None:
-        raise SystemExit("--executor dask needs --scheduler ADDRESS")
+        raise UsageError("--executor dask needs --scheduler ADDRESS")
+    spec = sweep.SweepSpec.from_toml(args.spec)
     try:
-        spec = sweep.SweepSpec.from_toml(args.spec)
         df = sweep.run(
             spec,
             args.store,
@@ -97,9 +154,29 @@ def _sweep(args) -> int:
             progress=args.progress,
             log=print,
         )
-    except (sweep.SpecError, sweep.StoreError, sweep.SweepError) as exc:
-        raise SystemExit(f"sgdcore sweep: {exc}") from None
+    except sweep.StoreError as exc:
+        raise sweep.StoreError(f"--store {args.store}: {exc}") from exc
     print(f"done: {df['run'].nunique()} runs, {len(df)} rows in {args.store}")
+    print(f"see them with: sgdcore show {args.store}")
+    return 0
+
+
+def _show(args) -> int:
+    from .results import write_table
+    from .sweep.summary import format_summary, summarize
+
+    for flag, path in (("--csv", args.csv), ("--parquet", args.parquet)):
+        if path is not None and Path(path).suffix != f".{flag[2:]}":
+            raise UsageError(f"{flag} {path}: the file name must end in .{flag[2:]}")
+    s = summarize(args.store)
+    print(format_summary(s, max_runs=None if args.all else args.max_runs))
+    table = s.table.copy()
+    manifest = table.attrs.get("manifest")
+    table.attrs = {}
+    for path in (args.csv, args.parquet):
+        if path is not None:
+            write_table(table, path, manifest)
+            print(f"wrote {len(table)} rows ({s.runs_done} runs) to {path}")
     return 0
 
 
@@ -115,7 +192,7 @@ def _reproduce(args) -> int:
             download=args.download,
         )
     except ValueError as exc:
-        raise SystemExit(f"sgdcore reproduce: {exc}") from None
+        raise UsageError(f"--only: {exc}") from None
     failed = [r.name for r in results if not r.ok]
     print(f"report: {path}")
     if failed:
@@ -125,9 +202,17 @@ def _reproduce(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="sgdcore",
         description="Kernels, sweeps and the experiments of Smith & Le (ICLR 2018).",
+    )
+    parser.add_argument("--version", action="version", version=f"sgdcore {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the traceback of an error (also: SGDCORE_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="build, backends, threads and data sources")
@@ -153,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bar.add_argument("--no-progress", dest="progress", action="store_false")
     sw.set_defaults(func=_sweep)
+    sh = sub.add_parser("show", help="a result store's progress, groups and finished runs")
+    sh.add_argument("store", help="the result store folder (of `sgdcore sweep` or `run`)")
+    sh.add_argument("--csv", metavar="FILE", help="write every row (run x evaluation) as CSV")
+    sh.add_argument("--parquet", metavar="FILE", help="write every row as Parquet")
+    sh.add_argument(
+        "--max-runs",
+        type=int,
+        default=50,
+        metavar="N",
+        help="finished runs to list (default: %(default)s)",
+    )
+    sh.add_argument("--all", action="store_true", help="list every finished run")
+    sh.set_defaults(func=_show)
     rp = sub.add_parser("reproduce", help="run every experiment and write one Markdown report")
     rp.add_argument("--quick", action="store_true", help="each experiment's --quick settings")
     rp.add_argument("--out", default="results", help="report folder (default: %(default)s)")
@@ -166,8 +264,99 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run the ``sgdcore`` command; returns its exit status (see the module docstring)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("SGDCORE_DEBUG", "") not in ("", "0") or "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line
+    args = None
+    usage, runtime = error_types()
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command != "info":
+            _check_environment()
+        return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(_interrupted(args), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):  # --help, --version, or a plain exit status
+            raise
+        return _fail(exc.code, EXIT_USAGE, debug)
+    except usage as exc:
+        return _fail(str(exc), EXIT_USAGE, debug)
+    except runtime as exc:
+        return _fail(str(exc), EXIT_RUNTIME, debug)
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        return _fail(
+            f"internal error {type(exc).__name__}: {exc} (rerun with --debug for the "
+            "traceback, and please report it)",
+            EXIT_RUNTIME,
+            debug,
+        )
+
+
+def _fail(message: str, code: int, debug: bool) -> int:
+    """Print ``message`` as one ``sgdcore: error:`` line (and the traceback if asked)."""
+    if debug:
+        traceback.print_exc()
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    print(f"sgdcore: error: {'; '.join(lines) or 'failed'}", file=sys.stderr)
+    return code
+
+
+def _check_environment() -> None:
+    """Fail early, naming the variable, when ``SGDCORE_BACKEND`` is set to a backend
+    that is unknown or not usable here.
+    """
+    from . import _backend
+
+    value = os.environ.get("SGDCORE_BACKEND", "")
+    if value in ("", "auto"):
+        return
+    if value not in _backend.BACKENDS:
+        raise UsageError(
+            f"environment variable SGDCORE_BACKEND={value!r} is not a backend; set it to "
+            f"one of auto, {', '.join(_backend.BACKENDS)}, or unset it"
+        )
+    ok, why = _backend.backend_status(value)
+    if not ok:
+        raise UsageError(
+            f"environment variable SGDCORE_BACKEND={value!r} names a backend that is not "
+            f"usable here ({why}); unset it or choose one of "
+            f"{', '.join(_backend.available_backends())}"
+        )
+
+
+def _stores(args) -> list[Path]:
+    """The result stores the interrupted command was writing."""
+    if args is None:
+        return []
+    if args.command == "sweep":
+        return [Path(args.store)]
+    if args.command == "run" and hasattr(args, "out"):
+        return [Path(args.out) / "store"]
+    if args.command == "reproduce":
+        return sorted(Path(args.out).glob("*/store"))
+    return []
+
+
+def _interrupted(args) -> str:
+    """What Ctrl-C kept, and how to resume."""
+    from .sweep import ResultStore, StoreError, read_manifest
+
+    kept = []
+    for path in _stores(args):
+        try:
+            store = ResultStore(path, read_manifest(path))
+            done = len(store.finished())
+        except StoreError:
+            continue
+        kept.append(f"{done} of {len(store.manifest['groups'])} groups kept in {path}")
+    if not kept:
+        return "interrupted before any group finished; nothing was kept"
+    return f"interrupted: {'; '.join(kept)}; rerun the same command to resume"
 
 
 if __name__ == "__main__":

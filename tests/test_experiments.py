@@ -11,6 +11,7 @@ their outputs; the ``--quick`` grids of all five are checked for cost.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -155,7 +156,7 @@ def test_training_curves_outputs(tmp_path):
     assert summary["accuracy_gap"] == pytest.approx(gap)
 
 
-def test_n_scaling_outputs(tmp_path):
+def test_n_scaling_outputs(tmp_path, capsys):
     out = tmp_path / "ns"
     argv = ["run", "n-scaling", "--quick", "--out", str(out), *SMALL, "--steps", "40"]
     argv += ["--ns", "100", "400"]
@@ -170,8 +171,11 @@ def test_n_scaling_outputs(tmp_path):
     assert summary["fit"]["n"] == 2
     # the same --out with other settings: the sweep store refuses, the message says why
     argv[argv.index("--seeds") + 1] = "3"
-    with pytest.raises(SystemExit, match=r"(?s)different sweep spec.*use another --out"):
-        cli.main(argv)
+    capsys.readouterr()
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"different sweep spec.*give another --out", err)
+    assert "--store" not in err and len(err.splitlines()) == 1
 
 
 def test_momentum_scaling_outputs(tmp_path):

@@ -8,6 +8,7 @@ themselves.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -556,6 +557,53 @@ def test_progress_draws_groups_and_steps_on_a_terminal_only():
     assert pipe.getvalue() == ""
 
 
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_eta_counts_model_steps_not_groups():
+    # one small group (1 model x 100 steps), then a big one (10 models x 100 steps)
+    clock = _Clock()
+    bar = sweep.Progress(2, stream=_Tty(), min_interval=0.0, work=1100, clock=clock)
+    assert bar.eta() is None and "eta" not in bar.line()
+    bar.start_group("B=8 K=1 steps=100", 100, 1)
+    clock.t = 5.0
+    bar(50)
+    assert bar.eta() == pytest.approx(1050 * 5.0 / 50)  # 10 model-steps a second
+    clock.t = 10.0
+    bar.finish_group()
+    # counting groups would say 10 s (one group left, 10 s a group); the work left
+    # is 1,000 model-steps at the measured 10 a second
+    assert bar.eta() == pytest.approx(100.0)
+    assert "eta 1:40" in bar.line()
+    bar.start_group("B=8 K=10 steps=100", 100, 10)
+    clock.t = 60.0
+    bar(50)
+    assert bar.eta() == pytest.approx(50.0)
+    clock.t = 110.0
+    bar.finish_group()
+    assert bar.eta() == 0.0 and "eta" not in bar.line()
+
+
+def test_sweep_gives_the_progress_bar_its_model_steps(monkeypatch, tmp_path):
+    made = []
+
+    class Spy(sweep.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(importlib.import_module("sgdcore.sweep.run"), "Progress", Spy)
+    spec = tiny_spec(grid={"batch_size": [8, 16], "lr": [0.1], "seed": [0, 1, 2]})
+    sweep.run(spec, tmp_path / "a")
+    (bar,) = made
+    assert bar.work == 6 * 30 and bar.work_done == 6 * 30
+
+
 def test_sweep_is_quiet_off_a_terminal_and_draws_when_asked(tmp_path, capsys):
     spec = tiny_spec(grid={"batch_size": [8, 16], "lr": [0.1]})
     sweep.run(spec, tmp_path / "a")
@@ -580,10 +628,11 @@ def test_cli_sweep_runs_a_toml_spec_and_resumes(tmp_path, capsys):
     assert len(df) == 4 * 3
     assert cli.main(["sweep", str(spec_file), "--store", str(tmp_path / "st")]) == 0
     assert "0 to run" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="not empty and holds no sweep manifest"):
-        cli.main(["sweep", str(spec_file), "--store", str(tmp_path)])
-    with pytest.raises(SystemExit, match="needs --scheduler"):
-        cli.main(["sweep", str(spec_file), "--store", str(tmp_path / "d"), "--executor", "dask"])
+    assert cli.main(["sweep", str(spec_file), "--store", str(tmp_path)]) == 1
+    assert "not empty and holds no sweep manifest" in capsys.readouterr().err
+    argv = ["sweep", str(spec_file), "--store", str(tmp_path / "d"), "--executor", "dask"]
+    assert cli.main(argv) == 2
+    assert "needs --scheduler" in capsys.readouterr().err
 
 
 def test_cli_sweep_on_a_dask_scheduler(tmp_path, capsys):

@@ -11,10 +11,11 @@ same options, resumes), followed by an analysis and figures written beside it:
   ``sgdcore reproduce`` puts into its report.
 
 **Defaults.** The paper's setting is a 784-800-10 ReLU network on N = 1,000 MNIST
-digits, momentum 0.9, constant ε = 1 and 10,000 steps (PROTOCOL.md §4; ε = 1 and the
-step count are recalled digits). With sgdcore's He-normal initialisation and the
-mean-gradient update, ε = 1 at m = 0.9 (an effective step ε/(1-m) = 10) kills the
-network at every batch size below a few hundred on these data, so our full defaults
+digits, momentum 0.9, constant ε = 1 and 10,000 steps (Smith & Le, Sections 4-5 and
+Figs 3-4; ε = 1 and the step count are recalled digits). With sgdcore's He-normal
+initialisation and the mean-gradient update, ε = 1 at m = 0.9 (an effective step
+ε/(1-m) = 10) kills the network at every batch size below a few hundred on these data,
+so our full defaults
 use **ε = 0.1, m = 0.9** (the paper's own base point in its Appendix E), 784-800-10,
 N = 1,000. ``--quick`` uses a 784-128-10 network (about 6x cheaper per step; it
 shows the same optimum and shifts) and shorter runs; each experiment's docstring
@@ -57,6 +58,50 @@ DATA = {"name": "mnist", "n_train": 1000, "n_test": None, "seed": 0}
 COLORS = {"fit": "#2ca02c", "data": "#1f77b4", "ref": "0.5"}
 
 
+def _flag_value(text: str, convert, ok, expected: str):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    return _flag_value(text, int, lambda v: v >= 1, "an integer >= 1")
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
+    return _flag_value(text, float, lambda v: 0 < v < float("inf"), "a finite number > 0")
+
+
+def momentum_value(text: str) -> float:
+    """An argparse ``type``: a heavy-ball momentum in [0, 1)."""
+    return _flag_value(text, float, lambda v: 0 <= v < 1, "a momentum in [0, 1)")
+
+
+def backend_name(text: str) -> str:
+    """An argparse ``type``: ``auto`` or a backend that is usable here."""
+    from .._backend import BACKENDS, available_backends, backend_status
+
+    if text == "auto":
+        return text
+    if text not in BACKENDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {text!r}; choose auto, {', '.join(available_backends())}"
+        )
+    ok, why = backend_status(text)
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"backend {text!r} is not usable here ({why}); choose auto, "
+            f"{', '.join(available_backends())}"
+        )
+    return text
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     """The options every experiment takes."""
     parser.add_argument(
@@ -71,11 +116,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="output folder (table, figures, summary, resumable sweep store); default: %(default)s",
     )
     parser.add_argument(
-        "--backend", default="auto", help="training backend: auto, numpy, numba or cpp"
+        "--backend",
+        type=backend_name,
+        default="auto",
+        help="training backend: auto, numpy, numba or cpp",
     )
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per setting")
+    parser.add_argument("--seeds", type=positive_int, default=None, help="seeds per setting")
     parser.add_argument(
-        "--hidden", type=int, default=None, help="hidden units (default 800, --quick 128)"
+        "--hidden", type=positive_int, default=None, help="hidden units (default 800, --quick 128)"
     )
     parser.add_argument(
         "--executor", choices=sweep.EXECUTORS, default="local", help="where groups run"
@@ -429,19 +477,28 @@ def experiment_main(module, args, **kwargs) -> int:
     """The body of every experiment's ``main``: run, plot, summarise, write, report."""
     try:
         df = module.run(**common_kwargs(args), **kwargs)
-    except (sweep.StoreError, sweep.SpecError) as exc:
-        raise SystemExit(
-            f"sgdcore run {module.NAME}: {exc}\n(the experiment keeps its sweep in "
-            f"{Path(args.out) / 'store'}: rerun with the options that made it, use another "
+    except sweep.StoreError as exc:
+        raise sweep.StoreError(
+            f"--out {args.out}: {exc} (the experiment keeps its sweep in "
+            f"{Path(args.out) / 'store'}: rerun with the options that made it, give another "
             "--out, or delete that folder)"
-        ) from None
+        ) from exc
     figures = module.plot(df)
     summary, md = module.summarize(df)
     summary = {"quick": bool(args.quick), **summary}
     out = write_outputs(args.out, module.NAME, df, figures, summary, md)
-    print(md)
+    print(terminal_text(md, out))
     print(f"\nwrote {out}/results.parquet, {', '.join(f'{k}.png' for k in figures)}, summary.md")
     return 0
+
+
+def terminal_text(md: str, folder) -> str:
+    """A Markdown section as the terminal shows it: each image link
+    ``![key](file.png)`` becomes ``figure: <folder>/file.png``.
+    """
+    import re
+
+    return re.sub(r"!\[[^\]]*\]\(([^)\s]+)\)", lambda m: f"figure: {Path(folder) / m.group(1)}", md)
 
 
 # -- the three scaling-rule experiments ---------------------------------------------------

@@ -196,9 +196,13 @@ def _arch(spec: dict) -> str:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate ε (default 0.1)")
-    parser.add_argument("--momentum", type=float, default=None, help="momentum m (default 0.9)")
-    parser.add_argument("--steps", type=int, default=None, help="SGD steps per run")
+    parser.add_argument(
+        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
+    )
+    parser.add_argument(
+        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
+    )
+    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
 
 
 def main(args) -> int:

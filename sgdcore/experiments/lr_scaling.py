@@ -134,11 +134,16 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     parser.add_argument(
-        "--lrs", type=float, nargs="+", default=None, help="learning rates ε to sweep"
+        "--lrs", type=C.positive_float, nargs="+", default=None, help="learning rates ε to sweep"
     )
-    parser.add_argument("--momentum", type=float, default=None, help="momentum m (default 0.9)")
     parser.add_argument(
-        "--time", type=float, default=None, help="ε × steps of every run (steps = time/ε)"
+        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
+    )
+    parser.add_argument(
+        "--time",
+        type=C.positive_float,
+        default=None,
+        help="ε × steps of every run (steps = time/ε)",
     )
 
 

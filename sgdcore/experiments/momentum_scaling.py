@@ -153,14 +153,21 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument("--momenta", type=float, nargs="+", default=None, help="values of m")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate ε (default 0.1)")
     parser.add_argument(
-        "--time", type=float, default=None, help="ε·steps/(1-m) of every run (steps rule)"
+        "--momenta", type=C.momentum_value, nargs="+", default=None, help="values of m"
+    )
+    parser.add_argument(
+        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
+    )
+    parser.add_argument(
+        "--time",
+        type=C.positive_float,
+        default=None,
+        help="ε·steps/(1-m) of every run (steps rule)",
     )
     parser.add_argument(
         "--fixed-steps",
-        type=int,
+        type=C.positive_int,
         default=None,
         help="train every m for this many steps (the paper's protocol) instead",
     )

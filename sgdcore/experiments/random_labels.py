@@ -12,7 +12,7 @@ predicts the test set at chance, and ``E > 0`` at every ``l2`` (the null model i
 more plausible); with informative labels ``E < 0`` over a range of ``l2``, and ``E`` is
 smallest near where the test cross-entropy is.
 
-Choices the paper leaves open (``PROTOCOL.md`` section 3), made here:
+Choices the paper leaves open (Smith & Le, Section 3 and Figs 1-2), made here:
 
 * Pixels are scaled to [0, 1] and the bias is regularised with the weights.
 * The ``l2`` grid spans ``1e-6 ... 1e4`` (30 values) of the summed cost. With [0, 1]

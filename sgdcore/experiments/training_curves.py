@@ -186,10 +186,16 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate ε (default 0.1)")
-    parser.add_argument("--momentum", type=float, default=None, help="momentum m (default 0.9)")
-    parser.add_argument("--steps", type=int, default=None, help="SGD steps per run")
-    parser.add_argument("--small", type=int, default=None, help="the small batch size (30)")
+    parser.add_argument(
+        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
+    )
+    parser.add_argument(
+        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
+    )
+    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
+    parser.add_argument(
+        "--small", type=C.positive_int, default=None, help="the small batch size (30)"
+    )
 
 
 def main(args) -> int:

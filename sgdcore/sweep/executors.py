@@ -88,7 +88,7 @@ def run_local(groups: list[Group], job: dict, arrays, bar=None) -> Iterator:
     """Run groups one after another in this process; yields ``(group, df, info)``."""
     for group in groups:
         if bar is not None:
-            bar.start_group(group.describe(), group.steps)
+            bar.start_group(group.describe(), group.steps, group.size)
         df, info = run_group(group, job, arrays, progress=bar)
         yield group, df, info
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -167,7 +170,7 @@ def run(
         "backend": spec.backend,
         "n_classes": manifest["data"]["n_classes"],
     }
-    with ResultStore.open(store, manifest) as st:
+    with _discard_if_unused(store), ResultStore.open(store, manifest) as st:
         done = st.finished()
         todo = [g for g in groups if g.id not in done]
         if log is not None:
@@ -175,7 +178,12 @@ def run(
                 f"sweep {spec.name!r}: {len(groups)} groups ({manifest['n_runs']} runs), "
                 f"{len(groups) - len(todo)} finished, {len(todo)} to run; store {st.path}"
             )
-        bar = Progress(len(groups), done=len(groups) - len(todo), enabled=progress)
+        bar = Progress(
+            len(groups),
+            done=len(groups) - len(todo),
+            enabled=progress,
+            work=sum(g.size * g.steps for g in todo),
+        )
         try:
             if executor == "local":
                 results = run_local(todo, job, arrays, bar)
@@ -185,10 +193,43 @@ def run(
                 st.write_group(group.id, df, info)
                 if executor == "dask":
                     bar.start_group(group.describe(), 0)
-                bar.finish_group()
+                bar.finish_group(group.size * group.steps)
         finally:
             bar.close()
         df = st.read()
     df.attrs["manifest"] = st.manifest
     df.attrs["complete"] = True
     return df
+
+
+@contextmanager
+def _discard_if_unused(store):
+    """After a failure (or Ctrl-C) that came before any group was written, leave the
+    disk as it was: remove the store folder and the parents of it that this sweep
+    created, or empty it again if it was an empty folder.
+    """
+    store = Path(store).absolute()
+    missing = []
+    path = store
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    was_empty = store.is_dir() and not any(store.iterdir())
+    try:
+        yield
+    except BaseException:
+        if not any((store / "groups").glob("*.parquet")):
+            if missing:
+                shutil.rmtree(missing[0], ignore_errors=True)
+                for folder in missing[1:]:
+                    try:
+                        folder.rmdir()
+                    except OSError:  # no longer empty: something else wrote into it
+                        break
+            elif was_empty:
+                for item in store.iterdir():
+                    if item.is_dir():
+                        shutil.rmtree(item)
+                    else:
+                        item.unlink(missing_ok=True)
+        raise

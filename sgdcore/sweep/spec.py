@@ -183,6 +183,7 @@ class SweepSpec:
             raise SpecError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.backend not in _BACKENDS:
             raise SpecError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        _check_backend_usable(self.backend)
         if self.max_group is not None:
             object.__setattr__(self, "max_group", _int("max_group", self.max_group, 1))
         if not isinstance(self.name, str) or not self.name:
@@ -429,6 +430,22 @@ def _check_run_values(run: dict, where: str) -> dict:
     if "steps" in run:
         out["steps"] = _int(f"{where}.steps", run["steps"], 1)
     return out
+
+
+def _check_backend_usable(backend: str) -> None:
+    """A named backend must be usable here, so that a sweep fails before its store
+    is made rather than in its first group.
+    """
+    if backend == "auto":
+        return
+    from .._backend import available_backends, backend_status
+
+    ok, why = backend_status(backend)
+    if not ok:
+        raise SpecError(
+            f"backend = {backend!r} is not usable here ({why}); use backend = 'auto' or one "
+            f"of {', '.join(map(repr, available_backends()))}"
+        )
 
 
 def _check_steps_rule(steps):

@@ -61,13 +61,13 @@ def read_manifest(path) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(
             f"result store {path} is corrupt: manifest.json cannot be read ({exc}); "
-            "use another --store folder or delete this one"
+            "use another store folder or delete this one"
         ) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise StoreError(
             f"{path} is not a sweep result store: manifest.json is not an sgdcore sweep "
             f"manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r}"
-            f", expected {FORMAT!r}); use another --store folder"
+            f", expected {FORMAT!r}); use another store folder"
         )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise StoreError(
@@ -117,7 +117,7 @@ class ResultStore:
                 raise StoreError(
                     f"refusing to use {path} as a result store: the folder is not empty and "
                     "holds no sweep manifest.json (a foreign folder?); give an empty or new "
-                    "--store folder"
+                    "store folder"
                 )
             path.mkdir(parents=True, exist_ok=True)
             store = cls(path, manifest)
@@ -129,18 +129,18 @@ class ResultStore:
             diff = _spec_diff(old["spec"], manifest["spec"])
             raise StoreError(
                 f"result store {path} was made by a different sweep spec ({diff}); rerun "
-                "with the spec that made it, or give a new --store folder"
+                "with the spec that made it, or give a new store folder"
             )
         if old["data"].get("arrays_sha256") != manifest["data"].get("arrays_sha256"):
             raise StoreError(
                 f"result store {path} was made on different data: it recorded "
                 f"{_data_desc(old['data'])}, but this machine draws "
-                f"{_data_desc(manifest['data'])}; give a new --store folder"
+                f"{_data_desc(manifest['data'])}; give a new store folder"
             )
         if [g["id"] for g in old["groups"]] != [g["id"] for g in manifest["groups"]]:
             raise StoreError(
                 f"result store {path} is corrupt: its manifest lists other groups than its "
-                "spec makes; give a new --store folder"
+                "spec makes; give a new store folder"
             )
         return cls(path, old)
 
@@ -228,7 +228,7 @@ class ResultStore:
             if not m or m.group(1) not in self._groups:
                 raise StoreError(
                     f"result store {self.path} holds a file it did not write: {f}; "
-                    "remove it, or give a new --store folder"
+                    "remove it, or give a new store folder"
                 )
             self._check_group_file(m.group(1), f)
             done.add(m.group(1))
