@@ -8,12 +8,28 @@ needs neither SciPy nor network access.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 from glob import glob
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _up_to_date(target: str, sources) -> bool:
+    """Whether ``target`` exists and is newer than the sources, every header under
+    ``csrc/`` and this file.
+    """
+    if not os.path.isfile(target):
+        return False
+    inputs = [os.path.join(HERE, s) for s in sources]
+    inputs += glob(os.path.join(HERE, "csrc", "**", "*.h"), recursive=True)
+    inputs.append(os.path.abspath(__file__))
+    newest = max(os.path.getmtime(f) for f in inputs)
+    return os.path.getmtime(target) > newest
 
 
 def _has_flag(compiler, flag: str) -> bool:
@@ -29,7 +45,32 @@ def _has_flag(compiler, flag: str) -> bool:
 
 
 class BuildExt(build_ext):
-    """Add OpenMP and optimisation flags the compiler accepts."""
+    """Add OpenMP and optimisation flags the compiler accepts; reuse an up-to-date
+    in-place module instead of compiling it again.
+
+    ``pip install -e .`` builds in fresh temporary folders every time, so the compiler's
+    outputs of an earlier install are never seen and a second install (for instance of
+    ``.[test]`` after ``.``) would recompile everything. An editable install also copies
+    the module into the source tree (``sgdcore/_cpu*.so``); when that copy is newer than
+    every C++ source and header and than this file, it is what a build would produce,
+    and it is used as the build's output. ``SGDCORE_SANITIZE=1``, ``SGDCORE_REBUILD=1``
+    or ``build_ext --force`` always compile.
+    """
+
+    def build_extension(self, ext):
+        built = self.get_ext_fullpath(ext.name)
+        filename = os.path.basename(built)
+        inplace = os.path.join(HERE, *ext.name.split(".")[:-1], filename)
+        forced = (
+            self.force or os.environ.get("SGDCORE_SANITIZE") or os.environ.get("SGDCORE_REBUILD")
+        )
+        if not forced and _up_to_date(inplace, ext.sources):
+            if os.path.abspath(inplace) != os.path.abspath(built):
+                os.makedirs(os.path.dirname(built), exist_ok=True)
+                shutil.copy2(inplace, built)
+            print(f"sgdcore: {inplace} is up to date with csrc/; not compiling it again")
+            return
+        super().build_extension(ext)
 
     def build_extensions(self):
         omp = sys.platform != "win32" and _has_flag(self.compiler, "-fopenmp")
