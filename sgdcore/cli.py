@@ -142,8 +142,8 @@ def _run(args) -> int:
 def _sweep(args) -> int:
     from . import sweep
 
-    if args.executor == "dask" and args.scheduler is None:
-        raise UsageError("--executor dask needs --scheduler ADDRESS")
+    if args.scheduler is not None and args.executor != "dask":
+        raise UsageError("--scheduler is for --executor dask; add --executor dask")
     spec = sweep.SweepSpec.from_toml(args.spec)
     try:
         df = sweep.run(
@@ -151,6 +151,7 @@ def _sweep(args) -> int:
             args.store,
             executor=args.executor,
             scheduler=args.scheduler,
+            connect_timeout=args.connect_timeout,
             progress=args.progress,
             log=print,
         )
@@ -201,8 +202,22 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .sweep.executors import CONNECT_TIMEOUT
 
     parser = _Parser(
         prog="sgdcore",
@@ -227,7 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("spec", help="the sweep spec (TOML; see sgdcore.sweep.spec)")
     sw.add_argument("--store", required=True, help="result store folder (resumable)")
     sw.add_argument("--executor", choices=("local", "dask"), default="local")
-    sw.add_argument("--scheduler", default=None, help="Dask scheduler address (--executor dask)")
+    sw.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDR",
+        help="with --executor dask: the address of a running Dask scheduler, such as "
+        "tcp://HOST:8786 (default: start a local cluster sized to this machine)",
+    )
+    sw.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for the --scheduler to answer (default: %(default)g)",
+    )
     bar = sw.add_mutually_exclusive_group()
     bar.add_argument(
         "--progress",

@@ -488,7 +488,7 @@ def test_dask_executor_gives_the_local_result(finished, tmp_path):
     spec, _, df = finished
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -510,7 +510,7 @@ def test_dask_failures_keep_the_finished_groups(finished, tmp_path, monkeypatch)
     monkeypatch.setattr(sweep.executors, "run_group", flaky)
     with (
         distributed.LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -526,8 +526,11 @@ def test_dask_failures_keep_the_finished_groups(finished, tmp_path, monkeypatch)
 def test_executor_arguments_are_checked(tmp_path):
     with pytest.raises(ValueError, match="executor must be one of"):
         sweep.run(tiny_spec(), tmp_path / "s", executor="ray")
-    with pytest.raises(ValueError, match="needs a client= or a scheduler"):
-        sweep.run(tiny_spec(), tmp_path / "s2", executor="dask")
+    with pytest.raises(ValueError, match="client/scheduler are for executor='dask'"):
+        sweep.run(tiny_spec(), tmp_path / "s2", scheduler="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="connect_timeout must be a positive number"):
+        sweep.run(tiny_spec(), tmp_path / "s3", executor="dask", connect_timeout=0)
+    assert not any(tmp_path.iterdir())
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -630,9 +633,9 @@ def test_cli_sweep_runs_a_toml_spec_and_resumes(tmp_path, capsys):
     assert "0 to run" in capsys.readouterr().out
     assert cli.main(["sweep", str(spec_file), "--store", str(tmp_path)]) == 1
     assert "not empty and holds no sweep manifest" in capsys.readouterr().err
-    argv = ["sweep", str(spec_file), "--store", str(tmp_path / "d"), "--executor", "dask"]
+    argv = ["sweep", str(spec_file), "--store", str(tmp_path / "d"), "--scheduler", "x:1"]
     assert cli.main(argv) == 2
-    assert "needs --scheduler" in capsys.readouterr().err
+    assert "--scheduler is for --executor dask" in capsys.readouterr().err
 
 
 def test_cli_sweep_on_a_dask_scheduler(tmp_path, capsys):
@@ -642,7 +645,7 @@ def test_cli_sweep_on_a_dask_scheduler(tmp_path, capsys):
     spec_file = tmp_path / "spec.toml"
     spec_file.write_text(KILL_SPEC.replace("[4, 8, 16, 32, 64]", "[8, 16]"))
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         argv = ["sweep", str(spec_file), "--store", str(tmp_path / "st")]
         argv += ["--executor", "dask", "--scheduler", cluster.scheduler_address]

@@ -129,7 +129,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         "--executor", choices=sweep.EXECUTORS, default="local", help="where groups run"
     )
     parser.add_argument(
-        "--scheduler", default=None, help="Dask scheduler address for --executor dask"
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address for --executor dask (default: a local cluster)",
     )
     parser.add_argument(
         "--download",
@@ -141,8 +143,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 def common_kwargs(args) -> dict:
     """The :func:`run` keyword arguments the common options give."""
-    if args.executor == "dask" and args.scheduler is None:
-        raise SystemExit("--executor dask needs --scheduler ADDRESS")
+    if args.scheduler is not None and args.executor != "dask":
+        raise SystemExit("--scheduler is for --executor dask; add --executor dask")
     return {
         "quick": args.quick,
         "out": args.out,

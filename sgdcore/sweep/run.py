@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..results import environment
-from .executors import EXECUTORS, run_dask, run_local
+from .executors import CONNECT_TIMEOUT, EXECUTORS, connect, local_cluster, run_dask, run_local
 from .groups import make_groups
 from .inputs import arrays_sha256, load_data, n_classes_of
 from .progress import Progress
@@ -109,7 +111,8 @@ def run(
     executor: str = "local",
     client=None,
     *,
-    scheduler: str | None = None,
+    scheduler=None,
+    connect_timeout: float = CONNECT_TIMEOUT,
     progress: bool | None = None,
     data=None,
     log=None,
@@ -128,11 +131,16 @@ def run(
         The result store folder (created if missing; see :mod:`~sgdcore.sweep.store`).
     executor : {"local", "dask"}
         ``"local"`` trains groups one after another in this process; ``"dask"``
-        submits them to ``client`` (or a client connected to ``scheduler``).
+        submits each group as a task to a Dask cluster: the one ``scheduler`` names,
+        or else a ``LocalCluster`` started for the sweep, sized to this machine (see
+        :func:`~sgdcore.sweep.executors.local_slices`) and closed at the end.
     client : distributed.Client, optional
-        For ``executor="dask"``.
-    scheduler : str, optional
-        Scheduler address for ``executor="dask"`` when no client is given.
+        For ``executor="dask"``: the same as passing it as ``scheduler``.
+    scheduler : str or distributed.Client, optional
+        For ``executor="dask"``: a scheduler address such as ``tcp://HOST:8786``
+        (the scheduler is reached before the store is touched), or a client to use.
+    connect_timeout : float
+        Seconds to wait for the scheduler at ``scheduler`` to answer.
     progress : bool, optional
         Draw a progress bar on stderr; by default exactly when stderr is a terminal.
     data : (train, test) pair of sgdcore.data.Dataset, optional
@@ -153,7 +161,8 @@ def run(
     StoreError
         If ``store`` is foreign, corrupt, in use, or made by another spec or data.
     SweepError
-        If groups failed under Dask (the others are stored).
+        If the Dask scheduler cannot be reached (nothing is written then), Dask is
+        not installed, or groups failed under Dask (the others are stored).
     """
     if isinstance(spec, dict):
         spec = SweepSpec.from_dict(spec)
@@ -161,8 +170,16 @@ def run(
         spec = SweepSpec.from_toml(spec)
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if scheduler is not None and not isinstance(scheduler, str):
+        if client is not None:
+            raise ValueError("give a Dask client as client= or as scheduler=, not both")
+        client, scheduler = scheduler, None
     if executor == "local" and (client is not None or scheduler is not None):
         raise ValueError("client/scheduler are for executor='dask'")
+    if not (isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf):
+        raise ValueError(
+            f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
+        )
     arrays, groups, manifest = plan(spec, data)
     job = {
         "model": spec.model,
@@ -170,7 +187,11 @@ def run(
         "backend": spec.backend,
         "n_classes": manifest["data"]["n_classes"],
     }
-    with _discard_if_unused(store), ResultStore.open(store, manifest) as st:
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:  # an unreachable scheduler must not leave a store behind
+            client = stack.enter_context(connect(scheduler, connect_timeout, log))
+        stack.enter_context(_discard_if_unused(store))
+        st = stack.enter_context(ResultStore.open(store, manifest))
         done = st.finished()
         todo = [g for g in groups if g.id not in done]
         if log is not None:
@@ -178,6 +199,8 @@ def run(
                 f"sweep {spec.name!r}: {len(groups)} groups ({manifest['n_runs']} runs), "
                 f"{len(groups) - len(todo)} finished, {len(todo)} to run; store {st.path}"
             )
+        if executor == "dask" and client is None and todo:
+            client = stack.enter_context(local_cluster(len(todo), log))
         bar = Progress(
             len(groups),
             done=len(groups) - len(todo),
@@ -188,7 +211,7 @@ def run(
             if executor == "local":
                 results = run_local(todo, job, arrays, bar)
             else:
-                results = run_dask(todo, job, arrays, client=client, scheduler=scheduler)
+                results = run_dask(todo, job, arrays, client)
             for group, df, info in results:
                 st.write_group(group.id, df, info)
                 if executor == "dask":
