@@ -62,3 +62,16 @@ def test_readme_sweep_commands_and_load_example_run(tmp_path, monkeypatch, capsy
     exec(compile(code, str(README), "exec"), {})
     printed = capsys.readouterr().out
     assert "mean" in printed and "std" in printed
+
+
+def test_readme_asv_line_sets_up_the_machine_first_and_says_how_long():
+    (line,) = [ln for ln in README.read_text().splitlines() if "asv run" in ln]
+    assert line.index("asv machine --yes") < line.index("asv run --python=same --quick")
+    assert "min" in line
+
+
+def test_readme_states_the_measured_time_of_the_quick_reproduction():
+    text = " ".join(README.read_text().split())
+    sentence = text.split("`sgdcore reproduce --quick`")[1].split(".")[0]
+    assert "a few minutes" not in sentence
+    assert re.search(r"took \d+ s on 2 idle cores", sentence)
