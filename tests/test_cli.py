@@ -288,3 +288,32 @@ def test_run_prints_figure_paths_not_markdown_image_links(capsys, tmp_path):
     figures = re.findall(r"^figure: (.+)$", printed, flags=re.M)
     assert figures and all(Path(f).is_file() for f in figures)
     assert "![" in (out / "summary.md").read_text()  # the report keeps its links
+
+
+def _truncated_idx(folder: Path) -> None:
+    """MNIST IDX files whose training images stop half-way through."""
+    import struct
+
+    import numpy as np
+
+    folder.mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        images = struct.pack(">IIII", 0x803, n, 28, 28) + bytes(n * 28 * 28)
+        labels = struct.pack(">II", 0x801, n) + bytes(np.arange(n, dtype=np.uint8) % 10)
+        if split == "train":
+            images = images[: len(images) // 2]
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(images)
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(labels)
+
+
+@pytest.mark.parametrize("data", ["missing", "truncated"])
+def test_data_errors_are_one_line_and_leave_nothing(monkeypatch, capsys, spec_file, tmp_path, data):
+    folder = tmp_path / "mnist"
+    if data == "truncated":
+        _truncated_idx(folder)
+    monkeypatch.setenv("SGDCORE_DATA", str(folder))
+    store = tmp_path / "store"
+    assert cli.main(["sweep", str(spec_file), "--store", str(store)]) == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert "SGDCORE_DATA" in line or str(folder) in line
+    assert not store.exists()

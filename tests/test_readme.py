@@ -39,3 +39,39 @@ def test_readme_quick_start_has_exactly_two_commands():
 def test_file_map_names_real_files(path):
     assert (README.parent / path).exists()
     assert f"`{path}" in README.read_text()
+
+
+def test_readme_sweep_commands_and_load_example_run(tmp_path, monkeypatch, capsys):
+    from sgdcore import cli
+
+    text = README.read_text()
+    assert "docs/SPEC.md" in text and (README.parent / "docs" / "SPEC.md").is_file()
+    block = re.search(r"## Sweeps and their results.*?```bash\n(.*?)```", text, flags=re.S)
+    commands = [ln.split("#")[0].split() for ln in block.group(1).splitlines() if ln.strip()]
+    assert [c[1] for c in commands] == ["sweep", "show", "show"]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "sweep.toml").write_text(
+        (README.parent / "examples" / "sweep.toml").read_text().replace("steps = 200", "steps = 20")
+    )
+    for argv in commands:
+        assert cli.main(argv[1:]) == 0, argv
+    assert (tmp_path / "example.csv").is_file()
+    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[1]
+    assert "sweep.load" in code
+    exec(compile(code, str(README), "exec"), {})
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "std" in printed
+
+
+def test_readme_asv_line_sets_up_the_machine_first_and_says_how_long():
+    (line,) = [ln for ln in README.read_text().splitlines() if "asv run" in ln]
+    assert line.index("asv machine --yes") < line.index("asv run --python=same --quick")
+    assert "min" in line
+
+
+def test_readme_states_the_measured_time_of_the_quick_reproduction():
+    text = " ".join(README.read_text().split())
+    sentence = text.split("`sgdcore reproduce --quick`")[1].split(".")[0]
+    assert "a few minutes" not in sentence
+    assert re.search(r"took \d+ s on 2 idle cores", sentence)

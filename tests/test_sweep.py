@@ -12,6 +12,7 @@ import importlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -653,3 +654,22 @@ def test_cli_sweep_on_a_dask_scheduler(tmp_path, capsys):
     assert "done: 4 runs, 12 rows" in capsys.readouterr().out
     local = sweep.run(SweepSpec.from_toml(spec_file), tmp_path / "local")
     pd.testing.assert_frame_equal(sweep.load(tmp_path / "st"), local, check_like=True)
+
+
+def test_spec_docs_describe_every_key_and_their_example_parses(tmp_path):
+    from sgdcore.sweep import spec as spec_module
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "SPEC.md").read_text()
+
+    def keys(heading):
+        section = text.split(f"## {heading}\n")[1].split("\n## ")[0]
+        return {m for m in re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.M)}
+
+    assert keys("Top-level keys") == set(spec_module._SPEC_KEYS)
+    assert keys("Run keys") == set(sweep.RUN_KEYS)
+    assert keys("`data`") == set(spec_module._DATA_KEYS)
+    assert keys("`model`") == set().union(*spec_module._MODEL_KEYS.values())
+    example = re.search(r"## Example\n\n```toml\n(.*?)```", text, flags=re.S).group(1)
+    (tmp_path / "spec.toml").write_text(example)
+    spec = SweepSpec.from_toml(tmp_path / "spec.toml")
+    assert len(spec.expand()) == 6 * 3
