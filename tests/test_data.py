@@ -471,13 +471,13 @@ def test_not_found_lists_sources_tried(no_mlxtend):
 def test_download_is_verified_cached_and_reused(tmp_path, mirror):
     folder, url, arrays = mirror
     cache = tmp_path / "cache"
-    ds = data.mnist("train", cache_dir=cache)
+    ds = data.mnist("train", cache_dir=cache, download=True)
     assert (ds.source, ds.location) == ("download", url)
     np.testing.assert_array_equal(ds.y, arrays["train"][1])
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{s}.gz" for s in STEMS["train"])
     for name in (f"{s}.gz" for s in STEMS["train"]):
         assert (cache / name).read_bytes() == (folder / name).read_bytes()
-    again = data.mnist("train", cache_dir=cache)
+    again = data.mnist("train", cache_dir=cache, download=True)
     assert (again.source, again.location) == ("cache", str(cache))
     assert again.sha256 == ds.sha256
     np.testing.assert_array_equal(again.X, ds.X)
@@ -485,15 +485,15 @@ def test_download_is_verified_cached_and_reused(tmp_path, mirror):
 
 def test_download_fetches_only_missing_files(tmp_path, mirror):
     cache = tmp_path / "cache"
-    data.mnist("train", cache_dir=cache)
-    ds = data.mnist("all", cache_dir=cache)
+    data.mnist("train", cache_dir=cache, download=True)
+    ds = data.mnist("all", cache_dir=cache, download=True)
     assert ds.source == "download" and len(ds) == 50
     assert len(list(cache.iterdir())) == 4
-    assert data.mnist("all", cache_dir=cache).source == "cache"
+    assert data.mnist("all", cache_dir=cache, download=True).source == "cache"
 
 
 def test_download_into_default_cache(isolated, mirror):
-    assert data.mnist("test").source == "download"
+    assert data.mnist("test", download=True).source == "download"
     assert data.mnist_source("test").location == str(isolated / ".cache" / "sgdcore" / "mnist")
 
 
@@ -504,7 +504,7 @@ def test_download_checksum_mismatch_is_rejected(tmp_path, mirror, monkeypatch):
     monkeypatch.setitem(sources.SHA256, name, "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="checksum mismatch") as info:
-        data.mnist("train", cache_dir=cache)
+        data.mnist("train", cache_dir=cache, download=True)
     message = str(info.value)
     assert url + name in message and "0" * 64 in message and good in message
     assert sorted(p.name for p in cache.iterdir()) == ["train-images-idx3-ubyte.gz"]
@@ -517,20 +517,20 @@ def test_download_corrupt_mirror_then_good_mirror(tmp_path, mirror, serve, monke
     for p in folder.iterdir():
         (corrupt / p.name).write_bytes(p.read_bytes()[:-10])
     monkeypatch.setattr(sources, "MIRRORS", (serve(corrupt), url))
-    ds = data.mnist("test", cache_dir=tmp_path / "cache")
+    ds = data.mnist("test", cache_dir=tmp_path / "cache", download=True)
     assert (ds.source, ds.location) == ("download", url)
 
 
 def test_download_skips_a_dead_mirror(tmp_path, mirror, monkeypatch):
     _, url, _ = mirror
     monkeypatch.setattr(sources, "MIRRORS", (closed_port_url(), url))
-    assert data.mnist("test", cache_dir=tmp_path / "cache").location == url
+    assert data.mnist("test", cache_dir=tmp_path / "cache", download=True).location == url
 
 
 def test_download_server_down_is_a_clear_error(tmp_path, no_mlxtend):
     (dead,) = sources.MIRRORS
-    with pytest.raises(FileNotFoundError, match="no mirror reachable") as info:
-        data.mnist("train", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="cannot download MNIST: no mirror reachable") as info:
+        data.mnist("train", cache_dir=tmp_path / "cache", download=True)
     assert dead + "train-images-idx3-ubyte.gz" in str(info.value)
     assert not any(p.name.endswith(".part") for p in (tmp_path / "cache").iterdir())
 
@@ -538,13 +538,13 @@ def test_download_server_down_is_a_clear_error(tmp_path, no_mlxtend):
 def test_download_missing_file_on_mirror(tmp_path, mirror, no_mlxtend):
     folder, _, _ = mirror
     (folder / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="404"):
-        data.mnist("test", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="404"):
+        data.mnist("test", cache_dir=tmp_path / "cache", download=True)
 
 
 def test_mnist_source_does_not_download(tmp_path):
     cache = tmp_path / "cache"
-    source = data.mnist_source("train", cache_dir=cache)
+    source = data.mnist_source("train", cache_dir=cache, download=True)
     assert source.kind == "download"
     assert source.location == sources.MIRRORS[0]
     assert source.files == tuple(cache / f"{s}.gz" for s in STEMS["train"])
