@@ -12,7 +12,7 @@ download is asked for (``download=True``, ``--download``).
 
 from .dataset import DataError, DataNotFoundError, Dataset, DataWarning
 from .idx import read_idx, read_idx_pair
-from .resolve import NAMES, SPLITS, Pools, check_data, describe, load_pools
+from .resolve import NAMES, SPLITS, Pools, check_data, describe, load_pools, too_few
 from .sources import (
     Source,
     fashion_mnist,
@@ -48,6 +48,7 @@ __all__ = [
     "read_idx_pair",
     "subset",
     "synthetic",
+    "too_few",
     "torchvision_roots",
     "user_data",
 ]

