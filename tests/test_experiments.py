@@ -330,6 +330,16 @@ def test_a_test_only_folder_is_drawn_from(tmp_path, offline, monkeypatch):
     assert cli.main([*argv, "--out", str(tmp_path / "bs2")]) == 0
     train = data_manifest(tmp_path / "bs2")
     assert (train["name"], train["source"], train["n"]) == ("mnist", "path", 1000)
+    # random-labels draws its one pool from the test split (6x6 images: 500 of each digit)
+    small = tmp_path / "t10k-small"
+    small.mkdir()
+    write_idx(small / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5000, 6, 6), np.uint8))
+    write_idx(small / "t10k-labels-idx1-ubyte", (np.arange(5000) % 10).astype(np.uint8))
+    out = tmp_path / "rl"
+    argv = ["run", "random-labels", "--quick", "--out", str(out), "--data", str(small)]
+    assert cli.main([*argv, *ON_USER_DATA["random-labels"]]) == 0
+    pool = data_manifest(out)
+    assert (pool["name"], pool["split"], pool["n"]) == ("user", "test", 5000)
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason=f"{sources.DEBIAN_FASHION_MNIST} absent")
