@@ -2,7 +2,8 @@
 
 The experiments, ``sgdcore sweep`` specs and ``sgdcore run`` all name their data the
 same way: ``"mnist"``, ``"fashion-mnist"`` or the path of a user's data (see
-:mod:`~sgdcore.data.user` for the accepted layouts), and a **split** that says which
+:mod:`~sgdcore.data.user` for the accepted layouts; a name wins over a file of that name,
+so a folder called ``mnist`` is ``./mnist``), and a **split** that says which
 part of the data the training and test sets are drawn from (:data:`SPLITS`):
 
 ``"auto"`` (the default)
