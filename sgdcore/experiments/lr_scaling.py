@@ -55,7 +55,7 @@ def make_spec(
     momentum=None,
     time=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """One grid per ε: its band of batch sizes × seeds, ``round(time / ε)`` steps."""
     p = C.parameters(
@@ -76,7 +76,7 @@ def make_spec(
         fixed={"momentum": p["momentum"]},
         steps={"rule": "constant_time", "time": p["time"]},
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "download": download},
+        data=C.data_table(data),
         backend=backend,
     )
 

@@ -65,7 +65,7 @@ def make_spec(
     time=None,
     fixed_steps=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """One grid per m: its band of batch sizes × seeds; ``time (1-m)/ε`` steps, or
     ``fixed_steps`` for every m.
@@ -93,7 +93,7 @@ def make_spec(
         fixed={"lr": p["lr"]},
         steps=steps,
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "download": download},
+        data=C.data_table(data),
         backend=backend,
     )
 

@@ -78,7 +78,7 @@ def make_spec(
     momentum=None,
     steps=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """One grid per N: its band of batch sizes × seeds, a fixed number of steps."""
     p = C.parameters(
@@ -105,7 +105,7 @@ def make_spec(
         fixed={"lr": p["lr"], "momentum": p["momentum"]},
         steps=p["steps"],
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "n_train": pool, "download": download},
+        data=C.data_table(data, n_train=pool),
         backend=backend,
     )
 

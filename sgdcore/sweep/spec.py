@@ -42,8 +42,9 @@ A TOML file holds the same keys::
     kind = "mlp"
     hidden = 800
 
-    [data]                            # name = "mnist", "fashion-mnist" or "synthetic"
-    name = "mnist"
+    [data]                            # or: data = "fashion-mnist" (a name or a path)
+    name = "mnist"                    # "mnist", "fashion-mnist", "synthetic" or a path
+    split = "auto"                    # "auto", "train", "test" or "all"
     n_train = 1000
     n_test = 4000
     seed = 0
@@ -63,6 +64,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +91,19 @@ _SPEC_KEYS = (
     "max_group",
 )
 _MODEL_KEYS = {"mlp": ("kind", "hidden"), "logistic": ("kind",)}
-_DATA_NAMES = ("mnist", "fashion-mnist", "synthetic")
-_DATA_KEYS = ("name", "n_train", "n_test", "seed", "download", "digits")
+_DATA_KEYS = (
+    "name",
+    "path",
+    "split",
+    "n_train",
+    "n_test",
+    "seed",
+    "download",
+    "offline_ok",
+    "digits",
+)
+#: Data keys that say how to get the data, not which data: left out of the spec's hash.
+_DATA_ACCESS = ("download", "offline_ok")
 _BACKENDS = ("auto", "numpy", "numba", "cpp", "cuda")
 #: Memory a group may use for its parameters, velocities, gradients and activations.
 GROUP_MEMORY_BYTES = 1 << 30
@@ -126,10 +139,13 @@ class SweepSpec:
         ``"final"``, ``{"every": k}``, ``{"log": n}`` or ``{"steps": [...]}``.
     model : dict
         ``{"kind": "mlp", "hidden": H}`` (784-H-10 on MNIST) or ``{"kind": "logistic"}``.
-    data : dict
-        ``{"name": "mnist" | "fashion-mnist" | "synthetic", "n_train": int,
-        "n_test": int or None, "seed": int, "download": bool, "digits": [a, b] or
-        None}``; see :func:`sgdcore.sweep.load_data`.
+    data : dict or str
+        ``{"name": "mnist" | "fashion-mnist" | "synthetic" | PATH, "split": "auto" |
+        "train" | "test" | "all", "n_train": int, "n_test": int or None, "seed": int,
+        "download": bool, "offline_ok": bool, "digits": [a, b] or None}``; see
+        :func:`sgdcore.sweep.load_data` and :func:`sgdcore.data.load_pools`. A string
+        is the name alone; ``"path"`` may stand for ``"name"`` when it is a path
+        (relative to the working directory).
     dtype : {"float32", "float64"}
     backend : str
         Training backend passed to :func:`sgdcore.train`.
@@ -246,12 +262,17 @@ class SweepSpec:
 
     @property
     def sha256(self) -> str:
-        """Hex SHA-256 of what determines the results: every key except ``name`` and
-        ``data.download`` (the data actually drawn are checked by their own checksum).
+        """Hex SHA-256 of what determines the results: every key except ``name``,
+        ``data.download`` and ``data.offline_ok`` (the data actually drawn are checked
+        by their own checksum), and ``data.split`` when it is ``"auto"`` (so a store
+        made before the key existed still resumes).
         """
         d = self.to_dict()
         d.pop("name")
-        d["data"].pop("download")
+        for key in _DATA_ACCESS:
+            d["data"].pop(key)
+        if d["data"]["split"] == "auto":
+            d["data"].pop("split")
         return hashlib.sha256(_canonical(d).encode()).hexdigest()
 
     # -- expansion ----------------------------------------------------------------------
@@ -520,24 +541,43 @@ def _check_model(m) -> dict:
 
 
 def _check_data(d) -> dict:
+    from ..data import NAMES, SPLITS
+
+    if isinstance(d, str):
+        d = {"name": d}
     if not isinstance(d, dict):
-        raise SpecError(f"data must be a dict, got {d!r}")
+        raise SpecError(f"data must be a table (dict) or a data set name or path, got {d!r}")
     unknown = sorted(set(d) - set(_DATA_KEYS))
     if unknown:
         raise SpecError(f"data: unknown key(s) {unknown}; allowed: {', '.join(_DATA_KEYS)}")
-    name = d.get("name", "mnist")
-    if name not in _DATA_NAMES:
-        raise SpecError(f"data.name must be one of {_DATA_NAMES}, got {name!r}")
+    if "path" in d and "name" in d:
+        raise SpecError("data: give name or path, not both")
+    name = d.get("path", d.get("name", "mnist"))
+    if not isinstance(name, str) or not name:
+        raise SpecError(
+            f"data.name must be 'mnist', 'fashion-mnist', 'synthetic' or a path, got {name!r}"
+        )
+    if name not in (*NAMES, "synthetic") and os.sep not in name and not Path(name).exists():
+        raise SpecError(
+            f"data.name {name!r} is neither a data set name ({', '.join(NAMES)}, synthetic) "
+            "nor an existing file or folder"
+        )
+    split = d.get("split", "auto")
+    if split not in SPLITS:
+        raise SpecError(f"data.split must be one of {', '.join(SPLITS)}, got {split!r}")
     out = {
         "name": name,
+        "split": split,
         "n_train": _int("data.n_train", d.get("n_train", 1000), 1),
         "n_test": None if d.get("n_test") is None else _int("data.n_test", d["n_test"], 1),
         "seed": _int("data.seed", d.get("seed", 0), 0),
         "download": d.get("download", False),
+        "offline_ok": d.get("offline_ok", False),
         "digits": d.get("digits"),
     }
-    if not isinstance(out["download"], bool):
-        raise SpecError(f"data.download must be true or false, got {out['download']!r}")
+    for key in _DATA_ACCESS:
+        if not isinstance(out[key], bool):
+            raise SpecError(f"data.{key} must be true or false, got {out[key]!r}")
     if out["digits"] is not None:
         dg = out["digits"]
         if not isinstance(dg, (list, tuple)) or len(dg) != 2:
