@@ -6,6 +6,7 @@
 ``main(args) -> int`` is a ``run`` target.
 ``sgdcore sweep SPEC.toml --store DIR`` runs (or resumes) a sweep into a result store.
 ``sgdcore reproduce [--quick] [--out DIR]`` runs every experiment and writes a report.
+``sgdcore tune --data D --model M`` chooses B, lr and momentum by the paper's recipe.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from . import tuning
+
+    return tuning.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sgdcore",
@@ -162,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--download", action="store_true", help="let experiments download MNIST if missing"
     )
     rp.set_defaults(func=_reproduce)
+    from . import tuning
+
+    tp = sub.add_parser(
+        "tune",
+        help="choose B, lr and momentum by the paper's recipe (Appendix E)",
+        description=tuning.CLI_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tuning.add_arguments(tp)
+    tp.set_defaults(func=_tune)
     return parser
 
 
