@@ -348,7 +348,7 @@ def recipe(
             if not budget.allows(seeds):
                 stops[stage] = "budget"
                 break
-            b = min(int(round(p.batch_size * factor)), cap)
+            b = min(max(int(round(p.batch_size * factor)), p.batch_size + 1), cap)
             lr_, m_ = move(p, b / p.batch_size)
             cand = measure(stage, b, lr_, m_)
             ref = max(q.mean for q in path)
