@@ -557,6 +557,12 @@ def tune(
         raise TuneError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if not (epochs > 0 and math.isfinite(epochs)):
         raise TuneError(f"epochs must be a finite number > 0, got {epochs!r}")
+    if (
+        isinstance(split_seed, bool)
+        or not isinstance(split_seed, (int, np.integer))
+        or split_seed < 0
+    ):
+        raise TuneError(f"split_seed must be an integer >= 0, got {split_seed!r}")
     n_val = max(1, int(round(val_fraction * len(data))))
     if len(data) - n_val < 1:
         raise TuneError(f"the data ({len(data)} examples) are too few to hold out a validation set")
@@ -752,7 +758,7 @@ def plot_path(table: pd.DataFrame):
     }
     kept = table[table["decision"].isin(("B_opt", "kept"))]
     top = float(kept["val_accuracy"].max())
-    lo = max(0.0, float(kept["val_accuracy"].min()) - 0.05)
+    lo = max(0.0, float(kept["val_accuracy"].min()) - 0.06)
     for k, (stage, color) in enumerate(colors.items()):
         sub = table[table["stage"] == stage]
         if sub.empty:
@@ -801,12 +807,14 @@ def plot_path(table: pd.DataFrame):
     ax.set_ylim(lo, top + 0.02)
     for a in (ax, bx):
         batch_axis(a, table["batch_size"])
+        plt.setp(a.get_xticklabels(), rotation=45)
     bx.set_yscale("log")
     ax.set_ylabel("validation accuracy (mean ± sd over seeds)")
     bx.set_ylabel("noise scale g = lr/(1-m) (N/B - 1)")
     ax.set_title("tuning path (Smith & Le, App. E); x: fell, ▼: below the axis")
     bx.set_title("noise scale of each point")
     ax.legend(loc="lower left")
+    fig.tight_layout()
     return fig
 
 
@@ -957,6 +965,7 @@ def main(args) -> int:
     import json
     from dataclasses import asdict
 
+    from ._backend import BackendUnavailable
     from .data import DataError
     from .results import atomic_write, environment, save_figure, write_table
     from .sweep import StoreError
@@ -987,7 +996,7 @@ def main(args) -> int:
             backend=args.backend,
             log=print,
         )
-    except (TuneError, StoreError, DataError, FileNotFoundError) as exc:
+    except (TuneError, StoreError, DataError, FileNotFoundError, BackendUnavailable) as exc:
         raise SystemExit(f"sgdcore tune: {exc}") from None
     shown = table.drop(columns=[c for c in table.columns if c.startswith("seed")])
     with pd.option_context("display.width", 200, "display.max_columns", 30):
