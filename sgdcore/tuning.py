@@ -321,6 +321,8 @@ def recipe(
         if attempt < retries:
             base_lr = _clean(base_lr / factor)
     stable = [i for i, p in enumerate(points) if p.stable]
+    if not stable and stops.get(STAGES[0]) == "budget":
+        raise TuneError("the budget ran out before the batch sweep had a run that did not diverge")
     if not stable:
         raise TuneError(
             f"every run of the batch sweep diverged, down to lr={base_lr:g}; "
@@ -335,10 +337,10 @@ def recipe(
     # 2. grow B with ε ∝ B;  3. grow B with (1 - m) ∝ 1/B
     steps = (
         (STAGES[1], lambda p, f: (_clean(p.lr * f), p.momentum)),
-        (STAGES[2], lambda p, f: (p.lr, _clean(1.0 - (1.0 - p.momentum) / f))),
+        (STAGES[2], lambda p, f: (p.lr, 1.0 - _clean((1.0 - p.momentum) / f))),
     )
     for stage, move in steps:
-        if stops.get(STAGES[0]) == "budget" or "budget" in stops.values():
+        if "budget" in stops.values():
             break
         while True:
             p = points[current]

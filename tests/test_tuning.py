@@ -182,6 +182,8 @@ def test_run_budget_stops_before_the_point_that_would_exceed_it():
     assert r.points[r.recommended].batch_size == 576
     with pytest.raises(TuneError, match="smaller than one point"):
         recipe(Surface(), N, seeds=3, max_runs=2)
+    with pytest.raises(TuneError, match="budget ran out before the batch sweep had a run"):
+        recipe(lambda b, lr, m: [math.nan], N, seeds=1, max_runs=2)
 
 
 def test_time_budget_uses_the_clock():
