@@ -23,6 +23,7 @@ from .grads import (
 )
 from .losses import accuracy, loss, loss_and_grad, predict_proba
 from .train import train
+from .tuning import tune
 
 try:
     __version__ = version("sgdcore")
@@ -56,4 +57,5 @@ __all__ = [
     "hvp",
     "sweep",
     "theory",
+    "tune",
 ]

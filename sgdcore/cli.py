@@ -8,6 +8,7 @@
 ``sgdcore show STORE [--csv FILE] [--parquet FILE]`` prints a store's progress, groups and
 finished runs, and exports its table.
 ``sgdcore reproduce [--quick] [--out DIR]`` runs every experiment and writes a report.
+``sgdcore tune --data D --model M`` chooses B, lr and momentum by the paper's recipe.
 
 Errors: :func:`main` turns every error sgdcore raises for bad input or a failed run
 into one line on stderr, ``sgdcore: error: ...``, that names the flag, spec key,
@@ -215,6 +216,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _tune(args) -> int:
+    from . import tuning
+
+    return tuning.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .sweep.executors import CONNECT_TIMEOUT
@@ -288,6 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_arguments(rp)
     rp.set_defaults(func=_reproduce)
+    from . import tuning
+
+    tp = sub.add_parser(
+        "tune",
+        help="choose B, lr and momentum by the paper's recipe (Appendix E)",
+        description=tuning.CLI_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tuning.add_arguments(tp)
+    tp.set_defaults(func=_tune)
     return parser
 
 
