@@ -327,7 +327,7 @@ def _chain(model, theta, X, y, lr, l2, temperature, steps, keep, rng, stream, b,
             Xb, yb = X[idx], y[idx]
         ce, _ = loss_and_grad(
             model, theta, Xb, yb, reduction="mean", out=grad, backend=backend, check_finite=False
-        )  # fmt: skip
+        )
         sq = float(np.einsum("i,i->", theta, theta, dtype=np.float64))
         cost[t - 1] = n * ce + 0.5 * l2 * sq
         # theta <- (1 - ε l2/N) theta - ε g + sqrt(2 ε T / N) ξ, g the mean CE gradient
@@ -462,9 +462,21 @@ def langevin(
             rng, batch_key = chain_seeds(seed, c)
             stream = None if batch_size == n else BatchStream(batch_key, n)
             samples[c], cost[c] = _chain(
-                model, starts[c], X, y, lr, l2, temperature, steps, keep, rng, stream,
-                batch_size, backend, c,
-            )  # fmt: skip
+                model,
+                starts[c],
+                X,
+                y,
+                lr,
+                l2,
+                temperature,
+                steps,
+                keep,
+                rng,
+                stream,
+                batch_size,
+                backend,
+                c,
+            )
     if keep.size >= 4:
         ess, rhat = effective_sample_size(samples), split_rhat(samples)
     else:

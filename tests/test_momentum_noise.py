@@ -18,8 +18,13 @@ KEYS = {"claim", "measured", "interval", "verdict", "note"}
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    small = {"lrs": [0.003, 1.5], "momenta": [0.0, 0.9], "logistic_lrs": [0.05],
-             "logistic_steps": 1500, "logistic_replicas": 4}  # fmt: skip
+    small = {
+        "lrs": [0.003, 1.5],
+        "momenta": [0.0, 0.9],
+        "logistic_lrs": [0.05],
+        "logistic_steps": 1500,
+        "logistic_replicas": 4,
+    }
     for k, v in small.items():
         mp.setitem(mn.QUICK, k, v)
     out = tmp_path_factory.mktemp("mn") / "momentum-noise"

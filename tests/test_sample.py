@@ -110,9 +110,18 @@ def test_matches_the_exact_posterior_at_small_lr(backend):
     lam = np.linalg.eigvalsh(hessian(model, fit.theta, X, y, l2=l2))
     lr = 0.05 * len(y) / lam[-1]  # ε λ_max / N = 0.05: Euler's inflation at most 2.6 %
     r = langevin(
-        model, fit.theta, X, y, lr=lr, steps=12_000, l2=l2, burn_in=500, chains=4,
-        seed=11, backend=backend,
-    )  # fmt: skip
+        model,
+        fit.theta,
+        X,
+        y,
+        lr=lr,
+        steps=12_000,
+        l2=l2,
+        burn_in=500,
+        chains=4,
+        seed=11,
+        backend=backend,
+    )
     assert r.backend == backend
     z = (r.mean() - mean) / r.mcse()
     assert np.all(np.abs(z) < 3), z
@@ -161,9 +170,18 @@ def test_785_parameters_800_digits_match_the_laplace_posterior():
     starts = fit.theta + (rng.standard_normal((4, 785)) / np.sqrt(lam)) @ U.T
     lr = 0.25 * 800 / lam[-1]
     r = langevin(
-        model, np.ascontiguousarray(starts), X, y, lr=lr, steps=4000, l2=l2, burn_in=200,
-        thin=4, chains=4, seed=0,
-    )  # fmt: skip
+        model,
+        np.ascontiguousarray(starts),
+        X,
+        y,
+        lr=lr,
+        steps=4000,
+        l2=l2,
+        burn_in=200,
+        thin=4,
+        chains=4,
+        seed=0,
+    )
     z = (r.mean() - fit.theta) / r.mcse()
     assert np.mean(np.abs(z) < 3) >= 0.98  # 0.9973 expected
     assert np.sqrt(np.mean(z**2)) < 1.3
@@ -244,8 +262,15 @@ def test_cost_trace_is_the_summed_cost_at_each_start():
 
 def good():
     model, X, y, _ = two_param_problem()
-    return {"model": model, "theta0": np.zeros(2), "X": X, "y": y, "lr": 0.1, "steps": 10,
-            "l2": 1.0}  # fmt: skip
+    return {
+        "model": model,
+        "theta0": np.zeros(2),
+        "X": X,
+        "y": y,
+        "lr": 0.1,
+        "steps": 10,
+        "l2": 1.0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -282,5 +307,10 @@ def test_bad_input_is_named(change, error, match):
 def test_a_diverging_chain_is_reported():
     kw = good()
     with pytest.raises(FloatingPointError, match="chain 0 left the finite numbers"):
-        langevin(kw.pop("model"), kw.pop("theta0"), kw.pop("X"), kw.pop("y"),
-                 **{**kw, "lr": 1e6, "steps": 200})  # fmt: skip
+        langevin(
+            kw.pop("model"),
+            kw.pop("theta0"),
+            kw.pop("X"),
+            kw.pop("y"),
+            **{**kw, "lr": 1e6, "steps": 200},
+        )

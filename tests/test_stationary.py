@@ -139,9 +139,20 @@ def test_logistic_regression_near_its_map_follows_the_noise_scale():
     eps, b, m = 0.05, 10, 0.9
     S = minibatch_noise_cov(Fm, n, b, exact=True)
     x = simulate_sgd(
-        model, theta, X, y, lr=eps, momentum=m, batch_size=b, l2=l2, steps=6000,
-        burn_in=300, replicas=8, thin=2, seed=0,
-    )  # fmt: skip
+        model,
+        theta,
+        X,
+        y,
+        lr=eps,
+        momentum=m,
+        batch_size=b,
+        l2=l2,
+        steps=6000,
+        burn_in=300,
+        replicas=8,
+        thin=2,
+        seed=0,
+    )
     dev = x - theta
     tr = np.einsum("rti,rti->rt", dev, dev)
     ess = effective_sample_size(tr)[0]
