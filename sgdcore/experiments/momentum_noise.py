@@ -25,8 +25,8 @@ largest curvature): the exact recursion gives ``1 / (1 - x)`` for the quadratic,
 SDE holds for ``x << 1`` and fails as ``x -> 1`` (divergence at ``x = 1``).
 
 Full mode: 6 values of ``ε`` x 2 of ``B`` x 3 of ``m`` on the quadratic and 4 values
-of ``ε`` on logistic regression, about 2 minutes on 2 idle cores; ``--quick``: a
-smaller grid, under 30 seconds.
+of ``ε`` on logistic regression, 34 s of CPU time (measured; one core does the work);
+``--quick``: a smaller grid, 8 s of CPU time.
 
 Run it as ``sgdcore run momentum-noise [--quick] [--out DIR]``.
 """
