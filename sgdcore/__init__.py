@@ -8,7 +8,7 @@ The public API is re-exported here. Every function takes a model from
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import curvature, data, evidence, models, sweep, theory
+from . import curvature, data, evidence, models, sample, stationary, sweep, theory
 from ._backend import BackendUnavailable, available_backends, backend_status
 from .curvature import ggn_vp, hessian, hvp
 from .grads import (
@@ -58,4 +58,6 @@ __all__ = [
     "sweep",
     "theory",
     "tune",
+    "sample",
+    "stationary",
 ]

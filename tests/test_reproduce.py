@@ -18,7 +18,9 @@ import pytest
 from sgdcore import cli, report
 from sgdcore.experiments import (
     batch_size,
+    langevin,
     lr_scaling,
+    momentum_noise,
     momentum_scaling,
     n_scaling,
     training_curves,
@@ -30,6 +32,15 @@ TINY = {
     lr_scaling: {"hidden": 8, "time": 3.0, "seeds": 2},
     n_scaling: {"hidden": 8, "steps": 30, "seeds": 2, "ns": [500, 1000, 2000]},
     momentum_scaling: {"hidden": 8, "time": 20.0, "seeds": 2},
+    langevin: {"hidden": 4, "n_train": 100, "steps": 80, "thin": 10, "chains": 1},
+    momentum_noise: {
+        "lrs": [0.3],
+        "momenta": [0.0],
+        "logistic_lrs": [0.5],
+        "replicas": 8,
+        "logistic_steps": 300,
+        "logistic_replicas": 2,
+    },
 }
 MINE = ["training-curves", "batch-size", "lr-scaling", "n-scaling", "momentum-scaling"]
 
