@@ -298,11 +298,11 @@ def evaluate(thetas, live, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out):
 def train(
     model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
 ):
-    """Models run in parallel (Numba threads), each with single-threaded BLAS; a lone
-    model keeps BLAS threading for its GEMMs from B = 64 on.
+    """Models run in parallel (Numba threads), each with single-threaded BLAS, a lone
+    model too: threaded BLAS rounds differently, and a model's numbers must not depend
+    on the size of its group.
     """
-    lone_wide = thetas.shape[0] == 1 and B >= 64
-    with one_blas_thread(not lone_wide):
+    with one_blas_thread():
         return _train(
             model,
             X,
