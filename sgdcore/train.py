@@ -14,6 +14,18 @@ Mini-batches are drawn without replacement within an epoch from the Philox sched
 (the reference engine), ``numba`` (compiled steps, models in parallel over Numba's
 threads) and ``cpp`` (the whole run is one call into ``sgdcore._cpu``, models in parallel
 over an OpenMP team); both compiled engines run BLAS single-threaded inside each model.
+
+Determinism: for a fixed seed, dtype, backend and data, a model's trajectory and every
+number reported for it are bitwise the same whatever the evaluation schedule, the number
+of threads, the other models of its group and the runs before it (evaluations only read
+the parameters; every sum is taken in an order fixed by the data and the model alone).
+
+Divergence: every engine freezes a model at the first step whose mini-batch loss is
+NaN/inf. An evaluation row is flagged ``diverged`` when its model is frozen, when one of
+its metrics is not finite, or when its test or training cross-entropy exceeds
+``DIVERGENCE_FACTOR * ln C`` = 10 ln C (C classes; ln C is the cross-entropy of the
+uniform prediction, about where training starts). The rule lives in one place,
+:func:`diverged`, applied to the table whatever the engine.
 """
 
 from __future__ import annotations
@@ -26,7 +38,13 @@ from . import _validate as v
 from ._backend import get_kernel
 from .philox import _MAX_N, _check_seed
 
-__all__ = ["train"]
+__all__ = ["DIVERGENCE_FACTOR", "diverged", "train"]
+
+#: An evaluation whose test or training cross-entropy (mean, in nats) exceeds this many
+#: times ln C flags its model diverged: 10 ln C = 23.0 for ten classes, 6.9 for a binary
+#: model, far above any model that is still learning, yet finite (a run at lr = 1e6
+#: reaches a test cross-entropy of about 4e5 without overflowing).
+DIVERGENCE_FACTOR = 10.0
 
 COLUMNS = [
     "model",
@@ -162,6 +180,40 @@ def _init(model, init, seeds: np.ndarray, dtype) -> np.ndarray:
     return thetas
 
 
+def diverged(metrics: np.ndarray, frozen: np.ndarray, n_classes: int) -> np.ndarray:
+    """Which evaluations flag their model diverged.
+
+    Parameters
+    ----------
+    metrics : ndarray (n, 3)
+        Test accuracy, test cross-entropy and training cross-entropy (means) per row.
+    frozen : ndarray of bool (n,)
+        Whether the row's model was stopped by a non-finite mini-batch loss at or before
+        the row's step.
+    n_classes : int
+        C, the number of classes.
+
+    Returns
+    -------
+    ndarray of bool (n,)
+        ``frozen``, or a metric that is not finite, or a test or training cross-entropy
+        above ``DIVERGENCE_FACTOR * ln C``. Each row depends on its own evaluation only,
+        so the flag does not depend on which other steps were evaluated.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = np.array([[0.9, 0.3, 0.2], [0.1, 40.0, 30.0], [0.1, np.nan, 0.5]])
+    >>> diverged(m, np.array([False, False, False]), 10).tolist()
+    [False, True, True]
+    """
+    limit = DIVERGENCE_FACTOR * np.log(n_classes)
+    ce = metrics[:, 1:3]
+    with np.errstate(invalid="ignore"):
+        blown = ~(ce <= limit).all(axis=1)  # NaN compares False: counted as blown
+    return np.asarray(frozen, dtype=bool) | blown | ~np.isfinite(metrics[:, 0])
+
+
 def train(
     model,
     train,
@@ -241,9 +293,12 @@ def train(
         ``lr/(1-m) * (n_train/B - 1)``, ``step``, ``epoch`` = ``step*B/n_train``,
         ``test_accuracy``, ``test_cross_entropy`` (mean), ``train_cross_entropy`` (mean
         over the model's own training rows and labels, without the L2 term),
-        ``diverged``. A model whose mini-batch loss, training loss or parameters turn
-        NaN/inf is frozen at that step; its rows from then on have ``diverged=True`` and
-        NaN metrics. The other models go on.
+        ``diverged``. A model whose mini-batch loss turns NaN/inf is frozen at that
+        step; its rows from then on have ``diverged=True`` and NaN metrics (as do rows
+        whose parameters are not finite). The other models go on. A row is also
+        ``diverged`` when its test or training cross-entropy exceeds
+        ``DIVERGENCE_FACTOR * ln C`` (10 ln C; its metrics are then kept): see
+        :func:`diverged`.
     thetas : ndarray (K, P)
         Final parameters, only with ``return_params=True``.
 
@@ -291,9 +346,10 @@ def train(
     step = np.tile(evals, K)
     kk = np.repeat(np.arange(K), E)
     n_rep = nk[kk]
-    diverged = (div_step[kk] >= 0) & (step >= div_step[kk])
+    frozen = (div_step[kk] >= 0) & (step >= div_step[kk])
     metrics = metrics.reshape(K * E, 3).copy()
-    metrics[diverged] = np.nan
+    metrics[frozen] = np.nan
+    flag = diverged(metrics, frozen, model.n_classes)
     seed_col = seeds_arr.astype(np.int64) if seeds_arr.max() < 2**63 else seeds_arr
     df = pd.DataFrame(
         {
@@ -311,7 +367,7 @@ def train(
             "test_accuracy": metrics[:, 0],
             "test_cross_entropy": metrics[:, 1],
             "train_cross_entropy": metrics[:, 2],
-            "diverged": diverged,
+            "diverged": flag,
         },
         columns=COLUMNS,
     )

@@ -15,7 +15,7 @@ import sgdcore
 from sgdcore import available_backends, backend_status, philox, reference
 from sgdcore.data import randomize_labels
 from sgdcore.models import MLP, LogisticRegression
-from sgdcore.train import COLUMNS
+from sgdcore.train import COLUMNS, DIVERGENCE_FACTOR, diverged
 
 #: Relative tolerance of parameters after 50 steps, backend against the NumPy engine.
 ENGINE_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
@@ -405,9 +405,53 @@ def test_divergence_step_agrees_across_backends(engine):
     need(engine)
     df0 = run(model, "numpy", **kw)[0]
     df1 = run(model, engine, **kw)[0]
+    # Frozen (NaN metrics) after 2 and 1 steps; flagged from step 1 on, where the first
+    # one's cross-entropy already exceeds 10 ln C.
+    frozen = df0[df0.test_cross_entropy.isna()].groupby("model").step.min()
+    assert frozen.to_dict() == {1: 2, 2: 1}
     first = df0[df0.diverged].groupby("model").step.min()
-    assert first.to_dict() == {1: 2, 2: 1}
+    assert first.to_dict() == {1: 1, 2: 1}
     assert df0.diverged.tolist() == df1.diverged.tolist()
+    assert df0.test_cross_entropy.isna().tolist() == df1.test_cross_entropy.isna().tolist()
+
+
+def test_diverged_rule_by_hand():
+    # Flagged: frozen, a non-finite metric, or a cross-entropy above 10 ln C, row by row.
+    lim = DIVERGENCE_FACTOR * np.log(10)
+    up = np.nextafter(lim, np.inf)
+    m = np.array(
+        [
+            [0.9, 0.3, 0.2],  # fine
+            [0.1, lim, lim],  # at the limit: not above it
+            [0.1, up, 0.2],  # test CE above
+            [0.1, 0.2, up],  # training CE above
+            [np.nan, 0.2, 0.2],
+            [0.1, np.inf, 0.2],
+            [0.1, 0.2, np.nan],
+            [0.9, 0.3, 0.2],  # fine but frozen
+        ]
+    )
+    frozen = np.arange(8) == 7
+    want = [False, False, True, True, True, True, True, True]
+    assert diverged(m, frozen, 10).tolist() == want
+    # Binary: the limit is 10 ln 2 = 6.93.
+    b = np.array([[0.5, 6.9, 0.1], [0.5, 7.0, 0.1]])
+    assert diverged(b, np.zeros(2, bool), 2).tolist() == [False, True]
+
+
+def test_huge_learning_rate_is_flagged_normal_run_is_not(backend, model, dtype):
+    # lr = 1e6 blows the cross-entropy up by orders of magnitude, finite at first (the
+    # softmax is computed stably); lr = 0.1 trains. Same flags on every backend.
+    df, _ = run(model, backend, dtype, lr=[1e6, 0.1, 0.1], momentum=0.9, steps=30)
+    bad, good = df[df.model == 0], df[df.model != 0]
+    assert bad.diverged.tolist() == [False, True, True, True]
+    first = bad[bad.step == 10]
+    ce = first[["test_cross_entropy", "train_cross_entropy"]].to_numpy()
+    limit = DIVERGENCE_FACTOR * np.log(model.n_classes)
+    assert np.isfinite(ce).all() and ce.max() > 100 * limit  # flagged by the threshold
+    assert not good.diverged.any() and (good.test_cross_entropy < limit).all()
+    df0, _ = run(model, "numpy", dtype, lr=[1e6, 0.1, 0.1], momentum=0.9, steps=30)
+    assert df.diverged.tolist() == df0.diverged.tolist()
 
 
 # ------------------------------------------------------------------------ C++ engine
@@ -624,8 +668,8 @@ def train_sparse(backend, dtype=np.float64, steps=50, n_test=17, **kw):
 @pytest.mark.parametrize("B", [1, 5])
 @pytest.mark.parametrize("chunk", [3, 1000])
 def test_cpp_sparse_inputs_match_numpy_engine(dtype, B, chunk):
-    # The first layer on the non-zeros with lazily updated rows of W1 (chunk 3: rows are
-    # brought up to date at every chunk's end, and idle for up to a chunk in between),
+    # The first layer on the non-zeros with lazily updated rows of W1 (chunk 3: chunks
+    # end every 3 steps and evaluations read rows brought up to date in a copy),
     # with momentum, l2, n_train and permuted labels differing across the group.
     need("cpp")
     df0, th0 = train_sparse("numpy", dtype, batch_size=B)

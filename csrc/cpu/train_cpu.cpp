@@ -195,6 +195,12 @@ struct Run {
   int64_t ldw1 = 0;
   std::vector<std::vector<int64_t>> row_clock;
   std::vector<RowPowers> powers;
+  // An evaluation reads W1T with every row brought to the model's step in a copy (its
+  // owner thread's), so that the run's own rows are only ever caught up when a batch uses
+  // them: the trajectory does not depend on where evaluations fall.
+  std::vector<AlignedArray<T>> snap;    // per thread: [D, ldw1]
+  std::vector<std::vector<T>> snap_u;   // per thread: one velocity row [H]
+  std::vector<const T*> w1_eval;        // per model: the W1T its evaluation reads
 
   // Evaluation work items and per-thread scratch.
   struct Item {
@@ -210,7 +216,9 @@ struct Run {
 
   std::atomic<bool> abort{false};
 
-  // Decide the column layout; permute W1's columns of every model when it pays.
+  // Decide the column layout; permute W1's columns of every model when it pays. The
+  // layout depends on the data alone (all N training rows, not the group's n_train), so
+  // a model's arithmetic does not depend on the group it runs in.
   void setup_columns() {
     const int64_t D = m.D, n_pool = *std::max_element(n_train, n_train + K);
     Dx = Dt = D;
@@ -218,7 +226,7 @@ struct Run {
     Xts = Xte;
     if (m.kind != Kind::MLP) return;
     std::vector<char> tr(D, 0), te(D, 0);
-    for (int64_t i = 0; i < n_pool; ++i)
+    for (int64_t i = 0; i < N; ++i)
       for (int64_t d = 0; d < D; ++d) tr[d] |= X[i * D + d] != T(0);
     for (int64_t i = 0; i < M; ++i)
       for (int64_t d = 0; d < D; ++d) te[d] |= Xte[i * D + d] != T(0);
@@ -332,7 +340,9 @@ struct Run {
         if (sparse) w.cols.reserve(m.D, B * xtr.max_row);
       }
     }
-    eval_rows = std::max<int64_t>(1, std::min<int64_t>(1024, std::max(M, *std::max_element(n_train, n_train + K))));
+    // Rows per evaluation chunk: from the data's sizes alone (not the group's n_train),
+    // so that the chunked sums do not depend on the group.
+    eval_rows = std::max<int64_t>(1, std::min<int64_t>(1024, std::max(M, N)));
     scratch.resize(plan.threads);
     for (auto& sc : scratch) sc.assign(eval_rows * (m.H + Kout) + Kout, T(0));
   }
@@ -349,6 +359,9 @@ struct Run {
     xtr.build(X, 0, n_pool, D);
     xchunk.resize(plan.threads);
     transpose_W1(false);
+    snap.resize(plan.threads);
+    snap_u.assign(plan.threads, std::vector<T>(m.H));
+    w1_eval.assign(K, nullptr);
     row_clock.assign(K, std::vector<int64_t>(D, 0));
     powers.resize(K);
     for (int64_t k = 0; k < K; ++k)
@@ -394,6 +407,29 @@ struct Run {
     }
   }
 
+  // Model k's W1T with every row brought to step `to` (as catch_up would), written into
+  // thread tid's snapshot, which its evaluations then read; the run's rows are left as
+  // they are.
+  void snapshot(int64_t k, int64_t to, int tid) {
+    const int64_t D = m.D, H = m.H;
+    if (!snap[tid]) snap[tid] = aligned_array<T>(D * ldw1);
+    T* out = snap[tid].get();
+    T* uh = snap_u[tid].data();
+    const T* w = w1t[k].get();
+    const T* u = v1t[k].get();
+    const int64_t* at = row_clock[k].data();
+    for (int64_t p = 0; p < D; ++p) {
+      T* o = out + p * ldw1;
+      std::copy(w + p * ldw1, w + (p + 1) * ldw1, o);
+      const int64_t j = to - at[p];
+      if (j == 0) continue;
+      std::copy(u + p * ldw1, u + p * ldw1 + H, uh);
+      const double* P2 = powers[k].at(j);
+      rows_catch_up(o, uh, H, T(P2[0]), T(P2[1]), T(P2[2]), T(P2[3]));
+    }
+    w1_eval[k] = out;
+  }
+
   void gather(Unit& u, int buf) {
     T* dst = u.w->Xb.data() + buf * B * Dx;
     const int64_t* idx = u.w->idx.data();
@@ -408,6 +444,13 @@ struct Run {
     mm<T>(false, true, B, r1 - r0, Dx, T(1), u.w->Xb.data() + buf * B * Dx, Dx, t + r0 * D, D,
           T(0), A + r0, H);
     bias_relu(A, H, t + m.off_b1(), B, r0, r1);
+  }
+
+  // The unit's whole forward, in the blocks of rows the fused update computes it in
+  // (step), so that a batch's activations are the same whichever of the two computes them.
+  void forward_blocks(Unit& u, int buf) {
+    const int64_t br = std::max<int64_t>(1, plan.block_rows);
+    for (int64_t r0 = u.h0; r0 < u.h1; r0 += br) forward_rows(u, buf, r0, std::min(u.h1, r0 + br));
   }
 
   // Zpart[par][s] = this unit's share of the logits of the current batch.
@@ -461,7 +504,7 @@ struct Run {
       u.clock = t;
     } else {
       gather(u, buf);
-      if (m.kind == Kind::MLP) forward_rows(u, buf, u.h0, u.h1);
+      if (m.kind == Kind::MLP) forward_blocks(u, buf);
     }
     partial_logits(u, par, buf);
   }
@@ -598,7 +641,7 @@ struct Run {
     if (nbuf == 1) {
       u.stream.next(B, wk.idx.data());
       gather(u, 0);
-      forward_rows(u, 0, u.h0, u.h1);
+      forward_blocks(u, 0);
     }
     partial_logits(u, 1 - par, nxt);
   }
@@ -636,7 +679,7 @@ struct Run {
       bool ok = true;
       for (int64_t i = 0; i < P; ++i) ok &= std::isfinite(t_[i]);
       if (sparse)  // W1 lives in its transposed copy during the run
-        for (int64_t i = 0; i < m.D * ldw1; ++i) ok &= std::isfinite(w1t[it.k][i]);
+        for (int64_t i = 0; i < m.D * ldw1; ++i) ok &= std::isfinite(w1_eval[it.k][i]);
       it.finite = ok;
       return;
     }
@@ -652,9 +695,9 @@ struct Run {
       if (sparse && it.kind == 0) {
         Csr<T>& xc = xchunk[tid];
         xc.build(Xte, it.start, n, m.D);
-        sparse_forward(xc, nullptr, 0, n, w1t[it.k].get(), ldw1, 0, H, A, H, m.D);
+        sparse_forward(xc, nullptr, 0, n, w1_eval[it.k], ldw1, 0, H, A, H, m.D);
       } else if (sparse) {
-        sparse_forward(xtr, nullptr, it.start, n, w1t[it.k].get(), ldw1, 0, H, A, H, m.D);
+        sparse_forward(xtr, nullptr, it.start, n, w1_eval[it.k], ldw1, 0, H, A, H, m.D);
       }
       else {
         blas::gemm<T>(false, true, n, H, ld, T(1), Xc, ld, t_ + m.off_W1(), m.D, T(0), A, H);
@@ -696,9 +739,10 @@ struct Run {
     items.push_back(Item{k, 2, 0, 0, 0.0, 0, true});
   }
 
-  // Writes evaluation e (at step t) of model k from its items (fixed order); marks the
-  // model diverged when its training loss or parameters are not finite.
-  void reduce_eval(int64_t k, const Item* items, int64_t n_items, int64_t e, int64_t t) {
+  // Writes evaluation e of model k from its items (fixed order); NaN metrics when its
+  // parameters are not finite. Only a non-finite mini-batch loss stops a model (see
+  // step): evaluations never change a run.
+  void reduce_eval(int64_t k, const Item* items, int64_t n_items, int64_t e) {
     double test_ce = 0.0, train_ce = 0.0;
     int64_t correct = 0;
     bool finite = true;
@@ -718,7 +762,7 @@ struct Run {
     out[0] = double(correct) / double(M);
     out[1] = test_ce / double(M);
     out[2] = train_ce / double(n_train[k]);
-    if (!std::isfinite(out[2]) || !finite) div_step[k] = t;
+    if (!finite) std::fill(out, out + 3, double(NAN));
   }
 
   // With the GIL: pending signals and progress(t); on error keep it set and stop.
@@ -743,9 +787,10 @@ struct Run {
       run_lockstep();
     else
       run_dynamic();
-    if (sparse)
+    if (sparse) {  // every row of W1 brought to the step its model stopped at
+      for (int64_t k = 0; k < K; ++k) catch_up(k, nullptr, m.D, units[k].clock);
       transpose_W1(true);
-    else
+    } else
       permute_W1(true);
   }
 
@@ -793,9 +838,7 @@ struct Run {
 #endif
           {
             for (int64_t k = 0; k < K; ++k)
-              if (div_step[k] < 0) reduce_eval(k, items.data(), I, e, t);
-            for (Unit& u : units)
-              if (div_step[u.k] >= 0) u.frozen = true;
+              if (div_step[k] < 0) reduce_eval(k, items.data(), I, e);
             call_python(t);
             last_call = std::chrono::steady_clock::now();
           }
@@ -855,6 +898,7 @@ struct Run {
 
     auto evaluate = [&](int64_t k, int64_t t, T* sc, int tid) {
       EvalJob& job = jobs[k];
+      if (sparse) snapshot(k, t, tid);
       job.items.clear();
       add_eval_items(k, job.items);
       job.next = 0;
@@ -870,9 +914,8 @@ struct Run {
       }
       while (job.helpers.load() != 0 || job.done.load() != int64_t(job.items.size()))
         std::this_thread::yield();
-      reduce_eval(k, job.items.data(), int64_t(job.items.size()), next_eval[k], t);
+      reduce_eval(k, job.items.data(), int64_t(job.items.size()), next_eval[k]);
       ++next_eval[k];
-      if (div_step[k] >= 0) units[k].frozen = true;
     };
 
 #ifdef SGDCORE_OPENMP
@@ -923,7 +966,6 @@ struct Run {
             u.Zpart = works[tid].Zpart.data();
             prepare(u, t);
             for (; t < stop && !u.frozen; ++t) step(u, t, t + 1 < stop);
-            if (sparse) catch_up(k, nullptr, m.D, u.clock);  // every row, for evaluations
             finish = u.frozen || (t == steps && (next_eval[k] >= E || evals[next_eval[k]] != t));
           }
           {

@@ -1,8 +1,15 @@
 """C++ training engine (``csrc/cpu/train_cpu.cpp``): the whole run is one call.
 
 :func:`plan` decides how the run uses the cores (see its docstring for the rule and the
-measurements behind it); the call runs with BLAS limited to one thread whenever the
-OpenMP team has more than one thread, so the two never oversubscribe the cores.
+measurements behind it); the call runs with BLAS limited to one thread, so that BLAS
+and the OpenMP team never oversubscribe the cores and every product is computed the
+same way whatever the number of threads.
+
+For a fixed seed, dtype and data, a model's trajectory and reported numbers are bitwise
+the same whatever the evaluation schedule, the team size, the other models of the group
+and the runs before it: the plan depends only on the model, B, the dtype and the data; a
+chunk of steps ends without touching the parameters; evaluations read a copy of the
+sparse path's lazily updated rows; every sum is taken in a fixed order.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ class Plan:
     """How one run uses the machine.
 
     threads : OpenMP team size; each thread runs whole units with single-threaded BLAS.
-        1 means one unit at a time with BLAS threading inside each GEMM.
     slices : hidden-unit slices per MLP model; a unit is (model, slice).
     block_rows : rows of W1 per update block (momentum GEMM, theta += v, next forward).
     fuse : compute the next step's forward inside the update loop (two batch buffers).
@@ -61,15 +67,15 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
     threads). The models are independent: a thread takes the least advanced free model
     and runs ``chunk`` steps of it (about 0.1 s of work), so K = 3 on 2 cores balances
     without any barrier, and the result does not depend on the number of threads (each
-    model's arithmetic is the same wherever it runs). The lockstep schedule
-    (``slices > 1``: the hidden layer cut across threads, one barrier per step) is
-    only used when asked for through :data:`OVERRIDE`: it helps a lone model on an idle
-    machine, but a barrier costs a scheduler quantum as soon as the cores are shared
-    (750 us per step measured here at load 4, against 1 us without), and it changes
-    rounding with the number of slices. W1 is updated in blocks of 128 rows below B = 16
-    (W1 and velocity blocks stay in L2 between the momentum GEMM, the update and the next
-    forward) and whole from B = 16 on, where the GEMMs dominate; the next forward is
-    fused into that loop while B * D * itemsize <= 2 MiB.
+    model's arithmetic is the same wherever it runs, BLAS always on one thread). The
+    lockstep schedule (``slices > 1``: the hidden layer cut across threads, one barrier
+    per step) is only used when asked for through :data:`OVERRIDE`: it helps a lone
+    model on an idle machine, but a barrier costs a scheduler quantum as soon as the
+    cores are shared (750 us per step measured here at load 4, against 1 us without),
+    and it changes rounding with the number of slices. W1 is updated in blocks of 128
+    rows below B = 16 (W1 and velocity blocks stay in L2 between the momentum GEMM, the
+    update and the next forward) and whole from B = 16 on, where the GEMMs dominate; the
+    next forward is fused into that loop while B * D * itemsize <= 2 MiB.
 
     Sparse inputs (``density <= SPARSE_DENSITY``, MLP): the first layer runs on the
     inputs' non-zeros, W1 held transposed, and rows of W1 under no pixel of a batch are
@@ -107,7 +113,9 @@ def train(
     model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
 ):
     K = thetas.shape[0]
-    p = plan(model, K, B, thetas.dtype, density=input_density(X[: int(np.max(n_train))]))
+    # The density of all the data, not of the group's rows: a model's path must not
+    # depend on the group it runs in.
+    p = plan(model, K, B, thetas.dtype, density=input_density(X))
     if OVERRIDE:
         p = Plan(**{**p.__dict__, **OVERRIDE})
     metrics = np.empty((K, evals.shape[0], 3))
@@ -139,6 +147,6 @@ def train(
         sparse=p.sparse,
         progress=progress,
     )
-    with one_blas_thread(p.threads > 1):
+    with one_blas_thread():
         _cpu.train(*args, **kw)
     return metrics, div_step

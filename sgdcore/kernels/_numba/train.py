@@ -298,11 +298,11 @@ def evaluate(thetas, live, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out):
 def train(
     model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
 ):
-    """Models run in parallel (Numba threads), each with single-threaded BLAS; a lone
-    model keeps BLAS threading for its GEMMs from B = 64 on.
+    """Models run in parallel (Numba threads), each with single-threaded BLAS, a lone
+    model too: threaded BLAS rounds differently, and a model's numbers must not depend
+    on the size of its group.
     """
-    lone_wide = thetas.shape[0] == 1 and B >= 64
-    with one_blas_thread(not lone_wide):
+    with one_blas_thread():
         return _train(
             model,
             X,
@@ -335,7 +335,8 @@ def _train(
     vel = np.zeros_like(thetas)
     metrics = np.full((K, evals.shape[0], 3), np.nan)
     div_step = np.full(K, -1, dtype=np.int64)
-    rows = int(max(1, min(256, max(Xte.shape[0], int(n_train.max())))))
+    # Rows per evaluation chunk from the data's sizes alone, not the group's n_train.
+    rows = int(max(1, min(256, max(Xte.shape[0], X.shape[0]))))
     coef = np.stack([lr, momentum, l2 / n_train, np.full(K, B)], axis=1).astype(dt)
     out = np.full((K, 3), np.nan)
     args = (X, Y, thetas, vel, seeds, n_train, coef, B)
@@ -346,8 +347,9 @@ def _train(
         live = div_step < 0
         out[:] = np.nan
         evaluate(thetas, live, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out)
-        bad = live & (~np.isfinite(out[:, 2]) | ~np.isfinite(thetas).all(axis=1))
-        div_step[bad] = t
+        # Non-finite parameters: NaN metrics (the row is flagged); only a non-finite
+        # mini-batch loss stops a model, so evaluations never change a run.
+        out[live & ~np.isfinite(thetas).all(axis=1)] = np.nan
         metrics[live, e] = out[live]
         if progress is not None:
             progress(t)

@@ -128,9 +128,11 @@ def _train(
             acc, test_ce, train_ce = evaluate(
                 model, thetas[live], X, Y[live], Xte, yte, n_train[live]
             )
-            bad = ~np.isfinite(train_ce) | ~np.isfinite(thetas[live]).all(axis=1)
-            div_step[live[bad]] = t
-            metrics[live, e] = np.stack([acc, test_ce, train_ce], axis=1)
+            row = np.stack([acc, test_ce, train_ce], axis=1)
+            # Non-finite parameters: NaN metrics (the row is flagged); only a non-finite
+            # mini-batch loss stops a model, so evaluations never change a run.
+            row[~np.isfinite(thetas[live]).all(axis=1)] = np.nan
+            metrics[live, e] = row
             e += 1
             if progress is not None:
                 progress(t)
