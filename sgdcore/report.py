@@ -33,6 +33,8 @@ ORDER = (
     "lr-scaling",
     "n-scaling",
     "momentum-scaling",
+    "regularized",
+    "noise-gaussianity",
 )
 #: How our settings differ from the paper's, and why (each experiment's docstring has
 #: its full table).

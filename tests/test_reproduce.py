@@ -21,6 +21,8 @@ from sgdcore.experiments import (
     lr_scaling,
     momentum_scaling,
     n_scaling,
+    noise_gaussianity,
+    regularized,
     training_curves,
 )
 
@@ -30,6 +32,24 @@ TINY = {
     lr_scaling: {"hidden": 8, "time": 3.0, "seeds": 2},
     n_scaling: {"hidden": 8, "steps": 30, "seeds": 2, "ns": [500, 1000, 2000]},
     momentum_scaling: {"hidden": 8, "time": 20.0, "seeds": 2},
+    regularized: {
+        "hidden": 8,
+        "steps": 30,
+        "seeds": 2,
+        "evals": 4,
+        "lambdas": (3.0, 30.0),
+        "scan_steps": 20,
+        "probes": 2,
+        "lanczos": 5,
+    },
+    noise_gaussianity: {
+        "hidden": 8,
+        "checkpoints": (0, 10),
+        "n_random": 1,
+        "n_eigen": 1,
+        "n_batches": 300,
+        "n_boot": 30,
+    },
 }
 MINE = ["training-curves", "batch-size", "lr-scaling", "n-scaling", "momentum-scaling"]
 
