@@ -141,6 +141,8 @@ def bootstrap_interval(x, statistic, *, n_boot=1000, ci=0.9, seed=0, block=64):
         b = min(block, out.size - s)
         idx = rng.integers(0, x.size, size=(b, x.size))
         out[s : s + b] = statistic(x[idx], axis=-1)
+    if np.all(np.isnan(out)):  # a constant sample: the statistic is undefined
+        return np.nan, np.nan
     lo, hi = np.nanquantile(out, [(1 - ci) / 2, (1 + ci) / 2])
     return float(lo), float(hi)
 

@@ -98,6 +98,9 @@ def test_describe_and_bad_input():
     d = gs.describe(SAMPLES["exponential"], n_boot=200, n_mc=100)
     assert d["skew_lo"] < d["skew"] < d["skew_hi"] and d["kurt_lo"] < d["kurt"] < d["kurt_hi"]
     assert d["gaussian_rejected"] and d["ks"] > d["ks_critical"]
+    const = gs.describe(np.full(50, 0.25), n_boot=20, n_mc=20)  # e.g. a dead unit
+    assert np.isnan([const["skew"], const["skew_lo"], const["kurt"], const["kurt_hi"]]).all()
+    assert const["ks"] == pytest.approx(1 - 1 / 50) and const["gaussian_rejected"]
     with pytest.raises(ValueError, match="at least 2 values"):
         gs.ks_distance([1.0])
     with pytest.raises(ValueError, match="NaN or inf"):
