@@ -19,6 +19,7 @@ from .grads import (
     memory_budget,
     per_example_grad_norms,
     per_example_grads,
+    per_example_projections,
     set_memory_budget,
 )
 from .losses import accuracy, loss, loss_and_grad, predict_proba
@@ -48,6 +49,7 @@ __all__ = [
     "memory_budget",
     "per_example_grad_norms",
     "per_example_grads",
+    "per_example_projections",
     "set_memory_budget",
     "train",
     "curvature",

@@ -50,11 +50,15 @@ __all__ = [
     "memory_budget",
     "per_example_grad_norms",
     "per_example_grads",
+    "per_example_projections",
     "set_memory_budget",
 ]
 
 #: ``top_eigenvalues(method="auto")`` diagonalises the N x N Gram matrix up to this N.
 GRAM_MAX_N = 2048
+
+#: Bytes of one block of per-example gradients in :func:`per_example_projections`.
+PROJECTION_BLOCK_BYTES = 32 << 20
 
 _BUDGET: int | None = None  # bytes; None: half of the memory available at call time
 
@@ -327,6 +331,73 @@ def per_example_grad_norms(
     if not squared:
         np.sqrt(out, out=out)
     return out
+
+
+def per_example_projections(
+    model, theta, X, y, V, *, block_bytes=None, backend="auto", check_finite=True
+):
+    """Projections ``g_i . v_j`` of every per-example gradient on a few directions.
+
+    The gradients are formed a block of examples at a time
+    (:func:`per_example_grads` with ``chunk_size``) and each block is multiplied by
+    ``V``: memory O(block * P + N k), never N x P, so N = 60,000 MNIST digits go
+    through with the 784-800-10 network. A coordinate of the gradient is the projection
+    on a unit vector ``e_j``.
+
+    Parameters
+    ----------
+    model : LogisticRegression or MLP
+    theta : ndarray, shape (P,), float32 or float64
+    X : ndarray, shape (N, D), theta's dtype, C-contiguous
+    y : ndarray of int, shape (N,)
+    V : ndarray, shape (P,) or (P, k)
+        One direction or ``k`` directions as columns (used in float64).
+    block_bytes : int, optional
+        Bytes of one block of gradients (default :data:`PROJECTION_BLOCK_BYTES`,
+        32 MiB; at least one example per block).
+    backend : str
+        ``"auto"``, ``"numpy"``, ``"numba"`` or ``"cpp"``.
+    check_finite : bool
+        Refuse NaN or inf in ``theta``, ``X`` and ``V``.
+
+    Returns
+    -------
+    ndarray, shape (N,) or (N, k), float64
+        ``out[i, j] = g_i . V[:, j]`` (accumulated in float64).
+
+    Examples
+    --------
+    >>> import numpy as np, sgdcore
+    >>> m = sgdcore.models.LogisticRegression(3)
+    >>> X = np.ones((4, 3)); y = np.array([0, 1, 1, 0])
+    >>> sgdcore.per_example_projections(m, np.zeros(4), X, y, np.ones(4)).tolist()
+    [2.0, -2.0, -2.0, 2.0]
+    """
+    theta, X, y = chk.check_data(model, theta, X, y, finite=False)
+    P = model.n_params
+    Vm = chk._array("V", V)
+    if not (Vm.ndim == 1 and Vm.shape == (P,)) and not (Vm.ndim == 2 and Vm.shape[0] == P):
+        raise ValueError(f"V must have shape ({P},) or ({P}, k), got {Vm.shape}")
+    if check_finite:
+        chk.check_finite("V", Vm)
+    Vm = np.ascontiguousarray(Vm.reshape(P, -1), dtype=np.float64)
+    nbytes = PROJECTION_BLOCK_BYTES if block_bytes is None else block_bytes
+    rows = max(1, _check_bytes("block_bytes", nbytes) // (P * theta.dtype.itemsize))
+    out = np.empty((X.shape[0], Vm.shape[1]))
+    if X.shape[0]:
+        blocks = per_example_grads(
+            model,
+            theta,
+            X,
+            y,
+            chunk_size=rows,
+            max_bytes=max(nbytes, P * theta.dtype.itemsize),
+            backend=backend,
+            check_finite=check_finite,
+        )
+        for start, block in blocks:
+            np.matmul(block, Vm, out=out[start : start + block.shape[0]], dtype=np.float64)
+    return out[:, 0] if np.ndim(V) == 1 else out
 
 
 # -------------------------------------------------------------- gradient noise
@@ -610,8 +681,10 @@ class GradientNoiseResult:
         K /= self.n
         return K
 
-    def top_eigenvalues(self, k=1, *, method="auto", tol=None, max_bytes=None):
-        """The ``k`` largest eigenvalues of ``F``, in decreasing order.
+    def top_eigenvalues(
+        self, k=1, *, method="auto", tol=None, max_bytes=None, return_vectors=False
+    ):
+        """The ``k`` largest eigenvalues of ``F``, in decreasing order (and eigenvectors).
 
         Two methods, both exact up to floating point:
 
@@ -638,10 +711,19 @@ class GradientNoiseResult:
         max_bytes : int, optional
             Budget for the Gram path's four ``N x N`` float64 arrays (default
             :func:`memory_budget`).
+        return_vectors : bool
+            Also return unit eigenvectors. Lanczos gives them directly; the Gram path
+            maps each eigenvector ``w`` of ``(1/N) Gc Gc^T`` (eigenvalue ``lambda``) to
+            ``u = Gc^T w / sqrt(N lambda)``, where ``Gc^T w = sum_i w_i g_i`` (``w``
+            sums to 0) is one streamed pass of per-example gradients, a block at a
+            time (:func:`per_example_projections`' blocks; never N x P). An
+            eigenvalue of 0 has no determined eigenvector: asking for one raises.
 
         Returns
         -------
-        ndarray, shape (k,), float64
+        values : ndarray, shape (k,), float64
+        vectors : ndarray, shape (P, k), float64
+            Only with ``return_vectors``; column ``j`` belongs to ``values[j]``.
         """
         P = self._model.n_params
         k = _check_int("k", k, 1, P)
@@ -653,10 +735,21 @@ class GradientNoiseResult:
             nbytes = 4 * self.n * self.n * 8
             what = f"the Gram matrix of N={self.n} per-example gradients"
             _within_budget(what, nbytes, max_bytes, "Use method='lanczos'.")
-            ev = np.linalg.eigvalsh(self._centred_gram())[::-1]
-            out = np.zeros(k)
-            out[: min(k, ev.shape[0])] = ev[:k]
-            return out
+            if not return_vectors:
+                ev = np.linalg.eigvalsh(self._centred_gram())[::-1]
+                out = np.zeros(k)
+                out[: min(k, ev.shape[0])] = ev[:k]
+                return out
+            ev, W = np.linalg.eigh(self._centred_gram())
+            ev, W = ev[::-1][:k], W[:, ::-1][:, :k]
+            if ev.shape[0] < k or ev[-1] <= 1e-12 * max(ev[0], 0.0):
+                raise ValueError(
+                    f"F has fewer than k={k} non-zero eigenvalues (rank F <= N - 1 = "
+                    f"{self.n - 1}): their eigenvectors are not determined; ask for fewer"
+                )
+            U = self._weighted_grad_sums(W)
+            U /= np.sqrt(self.n * ev)[None, :]
+            return ev.copy(), U
         if k >= P:
             raise ValueError(f"method='lanczos' needs k < P = {P}, got k={k}; use 'gram'")
         from scipy.sparse.linalg import LinearOperator, eigsh
@@ -670,8 +763,30 @@ class GradientNoiseResult:
 
         op = LinearOperator((P, P), matvec=matvec, dtype=np.float64)
         v0 = np.random.default_rng(0).standard_normal(P)
-        ev = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
-        return np.sort(ev)[::-1].copy()
+        if not return_vectors:
+            ev = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
+            return np.sort(ev)[::-1].copy()
+        ev, U = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=True)
+        order = np.argsort(ev)[::-1]
+        return ev[order].copy(), np.ascontiguousarray(U[:, order])
+
+    def _weighted_grad_sums(self, W):
+        """``sum_i W[i, j] g_i`` for each column of ``W`` [N, k], float64 [P, k], from
+        per-example gradients streamed a block at a time.
+        """
+        model, theta = self._model, self._theta
+        P = model.n_params
+        rows = max(1, PROJECTION_BLOCK_BYTES // (P * theta.dtype.itemsize))
+        out = np.zeros((P, W.shape[1]))
+        start = 0
+        for X, y in self._data("top_eigenvalues"):
+            for _, block in per_example_grads(
+                model, theta, X, y, chunk_size=rows, backend=self.backend, check_finite=False
+            ):
+                n = block.shape[0]
+                out += block.T.astype(np.float64) @ W[start : start + n]
+                start += n
+        return out
 
 
 def gradient_noise(model, theta, X, y, *, backend="auto", check_finite=True):

@@ -35,6 +35,8 @@ ORDER = (
     "momentum-scaling",
     "langevin",
     "momentum-noise",
+    "regularized",
+    "noise-gaussianity",
 )
 #: How our settings differ from the paper's, and why (each experiment's docstring has
 #: its full table).

@@ -658,3 +658,93 @@ def test_info_lists_the_quantities():
     text = "\n".join(info_lines())
     for q in QUANTITIES:
         assert q in text
+
+
+# ------------------------------------------------- projections and eigenvectors
+
+
+def test_projections_match_oracle(model, dtype, backend):
+    theta, X, y = make_problem(model, dtype=dtype)
+    V = _directions(model, 3, dtype)
+    want = reference.per_example_grads(model, theta, X, y) @ V.astype(np.float64)
+    # a block of 2 examples: several blocks and a short last one
+    block = 2 * model.n_params * np.dtype(dtype).itemsize
+    got = sgdcore.per_example_projections(
+        model, theta, X, y, V, block_bytes=block, backend=backend
+    )
+    assert got.shape == (X.shape[0], 3) and got.dtype == np.float64
+    assert rel_err(got, want) <= RTOL[np.dtype(dtype)]
+    one = sgdcore.per_example_projections(model, theta, X, y, V[:, 0], backend=backend)
+    assert one.shape == (X.shape[0],)
+    assert rel_err(one, want[:, 0]) <= RTOL[np.dtype(dtype)]
+
+
+def test_projection_on_a_unit_vector_is_one_gradient_element():
+    model = MODELS["mlp"]
+    theta, X, y = make_problem(model)
+    j = model.offsets()["W2"].start + 3
+    e = np.zeros(model.n_params)
+    e[j] = 1.0
+    got = sgdcore.per_example_projections(model, theta, X, y, e, backend="numpy")
+    want = sgdcore.per_example_grads(model, theta, X, y)[:, j]
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)
+
+
+def test_projections_of_many_examples_never_form_n_by_p():
+    """N = 60,000 examples under a budget far below N x P: only blocks are formed."""
+    model = MLP(20, 16, 10)  # P = 506
+    theta, X, y = make_problem(model, n=60_000)
+    V = _directions(model, 2, np.float64)
+    old = sgdcore.set_memory_budget(60_000 * model.n_params * 8 // 50)
+    try:
+        with pytest.raises(sgdcore.MemoryBudgetError):
+            sgdcore.per_example_grads(model, theta, X, y)
+        got = sgdcore.per_example_projections(
+            model, theta, X, y, V, block_bytes=1 << 20, backend="numpy"
+        )
+    finally:
+        sgdcore.set_memory_budget(old)
+    idx = np.arange(0, 60_000, 997)
+    want = reference.per_example_grads(model, theta, X[idx], y[idx]) @ V
+    assert rel_err(got[idx], want) <= 1e-10
+
+
+def test_projections_bad_input():
+    model = MODELS["mlp"]
+    theta, X, y = make_problem(model)
+    with pytest.raises(ValueError, match=r"V must have shape \(102,\) or \(102, k\)"):
+        sgdcore.per_example_projections(model, theta, X, y, np.ones(5))
+    with pytest.raises(TypeError, match="V must be a NumPy array"):
+        sgdcore.per_example_projections(model, theta, X, y, [1.0] * model.n_params)
+    V = np.ones(model.n_params)
+    V[4] = np.nan
+    with pytest.raises(ValueError, match="V contains NaN"):
+        sgdcore.per_example_projections(model, theta, X, y, V)
+
+
+@pytest.mark.parametrize("method", ["gram", "lanczos"])
+def test_top_eigenvectors_match_oracle(model, dtype, backend, method):
+    theta, X, y = make_problem(model, dtype=dtype)
+    r = sgdcore.gradient_noise(model, theta, X, y, backend=backend)
+    F = reference.gradient_noise(model, theta, X, y)["cov"]
+    k = min(3, model.n_params - 1)
+    ev, U = r.top_eigenvalues(k, method=method, return_vectors=True)
+    assert U.shape == (model.n_params, k) and U.dtype == np.float64
+    tol = 1e-9 if dtype == np.float64 else 1e-4
+    assert rel_err(ev, r.top_eigenvalues(k, method=method)) <= tol
+    np.testing.assert_allclose(U.T @ U, np.eye(k), atol=tol)
+    # F u = lambda u against the oracle's dense covariance
+    assert rel_err(F @ U, U * ev[None, :]) <= 10 * tol
+    # the variance of the per-example projections on u_j is lambda_j
+    s = sgdcore.per_example_projections(model, theta, X, y, U.astype(dtype), backend=backend)
+    assert rel_err(s.var(axis=0), ev) <= 10 * tol
+
+
+def test_top_eigenvectors_beyond_rank_are_refused():
+    model = MODELS["mlp"]  # N = 5: rank F <= 4
+    theta, X, y = make_problem(model, n=5)
+    r = sgdcore.gradient_noise(model, theta, X, y)
+    ev, U = r.top_eigenvalues(4, method="gram", return_vectors=True)
+    assert U.shape == (model.n_params, 4)
+    with pytest.raises(ValueError, match="fewer than k=5 non-zero eigenvalues"):
+        r.top_eigenvalues(5, method="gram", return_vectors=True)

@@ -23,6 +23,8 @@ from sgdcore.experiments import (
     momentum_noise,
     momentum_scaling,
     n_scaling,
+    noise_gaussianity,
+    regularized,
     training_curves,
 )
 
@@ -40,6 +42,24 @@ TINY = {
         "replicas": 8,
         "logistic_steps": 300,
         "logistic_replicas": 2,
+    },
+    regularized: {
+        "hidden": 8,
+        "steps": 30,
+        "seeds": 2,
+        "evals": 4,
+        "lambdas": (3.0, 30.0),
+        "scan_steps": 20,
+        "probes": 2,
+        "lanczos": 5,
+    },
+    noise_gaussianity: {
+        "hidden": 8,
+        "checkpoints": (0, 10),
+        "n_random": 1,
+        "n_eigen": 1,
+        "n_batches": 300,
+        "n_boot": 30,
     },
 }
 MINE = ["training-curves", "batch-size", "lr-scaling", "n-scaling", "momentum-scaling"]
