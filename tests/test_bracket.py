@@ -58,6 +58,23 @@ def test_failed_runs_are_nan_diverged_or_near_chance():
     assert K.failed([0.74, 0.76], n_classes=2).tolist() == [True, False]
 
 
+def test_noise_threshold_uses_each_sizes_own_standard_error():
+    st = {
+        b: K.BatchStats(b, np.array(v), 0)
+        for b, v in {
+            16: [0.916, 0.911, 0.902, 0.892, 0.879],
+            32: [0.925, 0.927, 0.922, 0.922, 0.922],
+            64: [0.916, 0.918, 0.92, 0.914, 0.914],
+            128: [0.9, 0.9, 0.9, 0.9, 0.9],  # seeds that agree exactly: spread unknown
+        }.items()
+    }
+    se = {b: np.std(s.values, ddof=1) / np.sqrt(5) for b, s in st.items()}
+    assert K.noise_threshold(st, 32, 64) == pytest.approx(2 * np.hypot(se[32], se[64]))
+    floor = np.median([se[16], se[32], se[64]])  # the others' median stands in for 0
+    assert K.noise_threshold(st, 32, 128) == pytest.approx(2 * np.hypot(se[32], floor))
+    assert K.bracket(st) == K.Bracket(32, 16, 64)
+
+
 def test_search_brackets_a_known_peak_from_a_grid_far_to_its_right():
     lab = Lab({1: 45.0})
     log = lab.run([256, 512])

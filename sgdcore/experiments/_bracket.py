@@ -128,7 +128,7 @@ def batch_stats(final: pd.DataFrame, n_classes: int = 10, metric="test_accuracy"
 
 
 def _se(s: BatchStats, floor: float) -> float:
-    return s.se if np.isfinite(s.se) and s.se > floor else floor
+    return s.se if np.isfinite(s.se) and s.se > 0 else floor
 
 
 def _noise_floor(stats: dict) -> float:
