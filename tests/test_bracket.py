@@ -128,11 +128,16 @@ def test_the_budget_stops_the_search_and_leaves_bounds():
 
 
 def test_no_clear_bracket_within_noise_keeps_extending():
-    # a very flat curve with noisy seeds: neighbours are not worse beyond the noise,
-    # so the search goes on outwards instead of calling them brackets
-    lab = Lab({1: 45.0}, noise=0.02, width=0.0005)
-    lab.run([32, 64])
-    assert 1 in lab.stats(1) or 4 in lab.stats(1)  # it went down towards B = 1
+    # neighbours worse than the peak by less than the noise are not brackets: the
+    # search goes on outwards on both sides (and bisects next to the peak)
+    spread = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])
+    st = {b: K.BatchStats(b, m + spread, 0) for b, m in ((16, 0.899), (32, 0.9), (64, 0.898))}
+    assert K.bracket(st) == K.Bracket(32, None, None)
+    assert K.propose(st, 1000) == [8, 23, 45, 128]
+    # the same means with a tenth of the spread are bracketed on both sides
+    st = {b: K.BatchStats(b, s.mean + spread / 100, 0) for b, s in st.items()}
+    assert K.bracket(st) == K.Bracket(32, 16, 64)
+    assert K.propose(st, 1000) == [23, 45]
 
 
 def test_interval_covers_the_true_optimum_at_about_its_nominal_rate():
