@@ -4,7 +4,9 @@ Each experiment module of :mod:`sgdcore.experiments` is run through its own comm
 protocol (``add_arguments(parser)`` then ``main(args)``) with ``--out <out>/<NAME>`` and,
 when asked, ``--quick``; so the report runs exactly what ``sgdcore run NAME`` runs. The
 report (``<out>/REPORT.md``) opens with the environment and a table of each scaling
-rule's measured slope against the paper's prediction (1), then gives every experiment's
+rule's measured slope against the paper's prediction (1), after a one-page verdict
+table (every experiment's ``verdicts`` in its ``summary.json``: claim, measured,
+interval, agrees / disagrees / inconclusive, note), then gives every experiment's
 section with its figures. An experiment that fails is reported as failed, with its error,
 and the others still run.
 """
@@ -23,7 +25,16 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHOICES", "ORDER", "SCALING_RULES", "ExperimentResult", "reproduce", "write_report"]
+__all__ = [
+    "CHOICES",
+    "ORDER",
+    "SCALING_RULES",
+    "VERDICTS",
+    "ExperimentResult",
+    "collect_verdicts",
+    "reproduce",
+    "write_report",
+]
 
 #: The paper's order; experiments found but not listed here run after these.
 ORDER = (
@@ -46,8 +57,9 @@ CHOICES = (
     "with sgdcore's He-normal initialisation and mean-gradient update (effective step "
     "ε/(1−m) = 10) stops the network training at every batch size below a few hundred; "
     "`--quick` uses a **784-128-10** network and shorter runs (the full settings use "
-    "784-800-10); the scaling experiments sample each setting over the batch sizes whose "
-    "noise scale g = ε/(1−m)(N/B − 1) lies in a fixed band; `momentum-scaling` gives "
+    "784-800-10); the scaling experiments start each setting from the batch sizes whose "
+    "noise scale g = ε/(1−m)(N/B − 1) lies in a fixed band, then extend and refine them "
+    "until each optimum is bracketed (within a budget of runs); `momentum-scaling` gives "
     "each m the same SDE time ε·steps/(1−m) (steps ∝ 1−m) rather than the same number of "
     "steps; `n-scaling` runs at m = 0.5, where the small-batch edge of stable training "
     "does not pin the optimum. Each section states its exact settings."
@@ -220,25 +232,68 @@ def _slope_rows(results) -> list[str]:
             continue
         rule, _ = SCALING_RULES[r.name]
         fit = r.summary.get("fit")
-        if not r.ok or not fit:
+        col = r.summary.get("column")
+        pts = ", ".join(
+            f"{b[col]:g}: {b.get('label', '?')}" for b in r.summary.get("b_opt", []) if col in b
+        )
+        bounds = [b[col] for b in r.summary.get("b_opt", []) if b.get("status") != "bracketed"]
+        note = (
+            f"bounds left out of the slope at {', '.join(f'{v:g}' for v in bounds)}"
+            if bounds
+            else ""
+        )
+        if not r.ok:
             rows.append(f"| {r.name} | {rule} | failed | | 1 | | |")
+            continue
+        if not fit:
+            rows.append(
+                f"| {r.name} | {rule} | none (< 2 bracketed optima) | n/a | 1 | {pts} | {note} |"
+            )
             continue
         lo, hi = fit.get("slope_lo"), fit.get("slope_hi")
         interval = f"[{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else "n/a"
-        col = r.summary.get("column")
-        pts = ", ".join(
-            f"{b[col]:g}: {b['b_smooth']:.0f}" for b in r.summary.get("b_opt", []) if col in b
-        )
-        edge = [b[col] for b in r.summary.get("b_opt", []) if not b.get("interior", True)]
-        note = (
-            f"optimum at the sampled band's edge for {', '.join(f'{v:g}' for v in edge)}"
-            if edge
-            else ""
-        )
         rows.append(
             f"| {r.name} | {rule} | **{fit['slope']:.2f}** | {interval} | "
             f"{fit.get('predicted', 1.0):g} | {pts} | {note} |"
         )
+    return rows if len(rows) > 2 else []
+
+
+#: The values a verdict may take.
+VERDICTS = ("agrees", "disagrees", "inconclusive")
+
+
+def collect_verdicts(results) -> list[dict]:
+    """Every experiment's ``verdicts`` (from its ``summary.json``), in the report's
+    order, each with ``experiment`` added; a malformed entry becomes an
+    ``inconclusive`` row that says what is wrong with it.
+    """
+    out = []
+    for r in results:
+        if not r.ok:
+            continue
+        entries = r.summary.get("verdicts") or []
+        if not isinstance(entries, list):
+            entries = [entries]
+        for v in entries:
+            if not isinstance(v, dict) or v.get("verdict") not in VERDICTS or not v.get("claim"):
+                v = {"claim": str(v.get("claim", "?") if isinstance(v, dict) else v),
+                     "measured": "", "interval": "", "verdict": "inconclusive",
+                     "note": "malformed verdict in summary.json"}  # fmt: skip
+            out.append({"experiment": r.name, **{k: str(v.get(k, "")) for k in
+                        ("claim", "measured", "interval", "verdict", "note")}})  # fmt: skip
+    return out
+
+
+def _verdict_rows(results) -> list[str]:
+    rows = [
+        "| claim (paper) | experiment | measured | interval | verdict | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in collect_verdicts(results):
+        cells = [v["claim"], v["experiment"], v["measured"], v["interval"],
+                 f"**{v['verdict']}**", v["note"]]  # fmt: skip
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return rows if len(rows) > 2 else []
 
 
@@ -305,16 +360,28 @@ def write_report(out, results, *, quick: bool, seconds: float | None = None) -> 
     failed = [r.name for r in results if not r.ok]
     if failed:
         lines += ["", f"**Failed:** {', '.join(failed)} (see their sections)."]
+    verdicts = _verdict_rows(results)
+    if verdicts:
+        lines += [
+            "",
+            "## Verdicts: the paper's claims against these runs",
+            "",
+            "Each experiment's claims, what it measured (with its 90% interval where one "
+            "exists) and whether that agrees with the paper, disagrees, or cannot tell "
+            "(inconclusive: an interval too wide, or an optimum that is only a bound).",
+            "",
+            *verdicts,
+        ]
     slope = _slope_rows(results)
     if slope:
         lines += [
             "",
             "## Scaling rules: measured against predicted",
             "",
-            "Least-squares slope of log B_opt against the log of the scaled quantity, "
-            "B_opt being the vertex of a parabola through the best sampled batch size and "
-            "its neighbours (test accuracy against log B, mean over seeds), with its 90% "
-            "interval. The paper predicts slope 1 for each rule.",
+            "Weighted least-squares slope of log B_opt against the log of the scaled "
+            "quantity through the bracketed optima, each weighted by its total error (seed "
+            "noise, fit, grid resolution), with its 90% interval; optima that are only "
+            "bounds are left out. The paper predicts slope 1 for each rule.",
             "",
             *slope,
         ]

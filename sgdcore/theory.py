@@ -316,7 +316,9 @@ class ScalingFit:
         return bool(self.slope_lo <= slope <= self.slope_hi)
 
 
-def fit_scaling(x, b_opt, b_lo=None, b_hi=None, *, ci: float = 0.9) -> ScalingFit:
+def fit_scaling(
+    x, b_opt, b_lo=None, b_hi=None, *, sigma=None, ci: float = 0.9
+) -> ScalingFit:
     """Fit ``log B_opt = intercept + slope · log x`` and give the slope's interval.
 
     Parameters
@@ -331,6 +333,13 @@ def fit_scaling(x, b_opt, b_lo=None, b_hi=None, *, ci: float = 0.9) -> ScalingFi
         ``1 / s_i^2`` with ``s_i = (log b_hi - log b_lo) / 2`` (floored at a tenth of
         the median width so that a zero-width interval cannot dominate); the
         interval of the slope then uses the weighted residuals.
+    sigma : array_like, shape (n,), optional
+        The standard error of each ``log B_opt`` (instead of ``b_lo``/``b_hi``):
+        points are weighted by ``1 / sigma^2`` and the slope's standard error is the
+        one these errors imply, ``1 / sqrt(sum w (log x - mean)^2)``, scaled up by
+        the Birge ratio ``sqrt(chi^2 / (n - 2))`` when the points scatter more than
+        their errors say (never down). Its interval is then finite with two points
+        too (normal quantile; Student t with n - 2 degrees of freedom when scaled).
     ci : float
         Coverage of the slope's interval.
 
@@ -369,6 +378,13 @@ def fit_scaling(x, b_opt, b_lo=None, b_hi=None, *, ci: float = 0.9) -> ScalingFi
     weighted = False
     if (b_lo is None) != (b_hi is None):
         raise ValueError("give both b_lo and b_hi, or neither")
+    if sigma is not None:
+        if b_lo is not None:
+            raise ValueError("give sigma or b_lo/b_hi, not both")
+        sig = np.asarray(sigma, dtype=np.float64)
+        if sig.shape != x.shape or not (np.all(np.isfinite(sig)) and np.all(sig > 0)):
+            raise ValueError("sigma must have the shape of x and be finite and positive")
+        return _fit_known_errors(lx, ly, sig, ci)
     if b_lo is not None:
         lo = np.asarray(b_lo, dtype=np.float64)
         hi = np.asarray(b_hi, dtype=np.float64)
@@ -407,4 +423,36 @@ def fit_scaling(x, b_opt, b_lo=None, b_hi=None, *, ci: float = 0.9) -> ScalingFi
         n=n,
         ci=ci,
         weighted=weighted,
+    )
+
+
+def _fit_known_errors(lx, ly, sig, ci: float) -> ScalingFit:
+    """Weighted line with per-point standard errors ``sig`` (see :func:`fit_scaling`)."""
+    from scipy import stats
+
+    w = 1.0 / sig**2
+    xbar, ybar = np.sum(w * lx) / np.sum(w), np.sum(w * ly) / np.sum(w)
+    sxx = float(np.sum(w * (lx - xbar) ** 2))
+    slope = float(np.sum(w * (lx - xbar) * (ly - ybar)) / sxx)
+    intercept = float(ybar - slope * xbar)
+    resid = ly - intercept - slope * lx
+    chi2 = float(np.sum(w * resid**2))
+    n = len(lx)
+    ss_tot = float(np.sum(w * (ly - ybar) ** 2))
+    r2 = 1.0 - chi2 / ss_tot if ss_tot > 0 else 1.0
+    se = 1.0 / np.sqrt(sxx)
+    birge = np.sqrt(chi2 / (n - 2)) if n > 2 else 0.0
+    if birge > 1.0:
+        se, q = se * birge, stats.t.ppf(0.5 + ci / 2, n - 2)
+    else:
+        q = stats.norm.ppf(0.5 + ci / 2)
+    return ScalingFit(
+        slope=slope,
+        intercept=intercept,
+        slope_lo=float(slope - q * se),
+        slope_hi=float(slope + q * se),
+        r2=r2,
+        n=n,
+        ci=ci,
+        weighted=True,
     )

@@ -120,12 +120,53 @@ def test_report_slope_table_matches_each_experiments_fit(reproduced):
         (row,) = [r for r in rows if r.startswith(f"| {name} |")]
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[1] == rule
+        if fit is None:  # fewer than two bracketed optima: no slope is printed
+            assert cells[2].startswith("none") and cells[3] == "n/a"
+            continue
         assert cells[2] == f"**{fit['slope']:.2f}**"
         if fit["slope_lo"] is None:
             assert cells[3] == "n/a"
         else:
             assert cells[3] == f"[{fit['slope_lo']:.2f}, {fit['slope_hi']:.2f}]"
         assert cells[4] == "1"
+
+
+def test_verdict_table_lists_every_experiments_verdicts_in_order(reproduced):
+    _, out = reproduced
+    text = (out / "REPORT.md").read_text()
+    table = text[text.index("## Verdicts") :]
+    table = table[: table.index("\n## ")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    expected = []
+    for name in [n for n in report.ORDER if (out / n / "summary.json").is_file()]:
+        for v in json.loads((out / name / "summary.json").read_text()).get("verdicts", []):
+            expected.append((v["claim"], name, v["verdict"]))
+    assert {"batch-size", "lr-scaling", "n-scaling", "training-curves"} <= {e[1] for e in expected}
+    got = [tuple(c.strip() for c in r.strip("|").split("|")) for r in rows[1:]]
+    assert [(g[0], g[1], g[4]) for g in got] == [(c, n, f"**{v}**") for c, n, v in expected]
+
+
+def test_collect_verdicts_keeps_order_skips_failures_and_flags_malformed(tmp_path):
+    def res(name, verdicts, ok=True):
+        r = report.ExperimentResult(name, tmp_path / name, 1.0, ok)
+        r.summary = {"verdicts": verdicts}
+        return r
+
+    good = {"claim": "c1", "measured": "m", "interval": "[1, 2]", "verdict": "agrees", "note": ""}
+    out = report.collect_verdicts(
+        [
+            res("b", [good, {"claim": "c2", "verdict": "maybe"}]),
+            res("a", [{**good, "claim": "c3", "verdict": "disagrees"}]),
+            res("x", [good], ok=False),
+            res("y", []),
+        ]
+    )
+    assert [(v["experiment"], v["claim"], v["verdict"]) for v in out] == [
+        ("b", "c1", "agrees"),
+        ("b", "c2", "inconclusive"),
+        ("a", "c3", "disagrees"),
+    ]
+    assert "malformed" in out[1]["note"] and out[0]["interval"] == "[1, 2]"
 
 
 def test_foreign_experiment_section_holds_its_output_and_figures(reproduced):

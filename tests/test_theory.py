@@ -212,6 +212,36 @@ def test_slope_interval_has_its_nominal_coverage():
     assert 0.84 <= hits / n <= 0.95  # 90% nominal, binomial sd 1.5%
 
 
+def test_known_error_fit_matches_the_textbook_weighted_line():
+    # weighted least squares with known errors: slope sd = 1/sqrt(S_xx,w) when the
+    # points scatter no more than their errors (chi^2 <= n - 2), else scaled by the
+    # Birge ratio with a Student t quantile
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    b = np.array([3.0, 7.0, 11.0, 30.0, 50.0])
+    sig = np.array([0.2, 0.7, 0.1, 0.4, 1.1])
+    f = theory.fit_scaling(x, b, sigma=sig, ci=0.9)
+    coef, cov = np.polyfit(np.log(x), np.log(b), 1, w=1 / sig, cov="unscaled")
+    resid = (np.log(b) - np.polyval(coef, np.log(x))) / sig
+    birge = np.sqrt(resid @ resid / 3)
+    assert f.weighted and f.slope == pytest.approx(coef[0], rel=1e-10)
+    q = stats.t.ppf(0.95, 3) * birge if birge > 1 else stats.norm.ppf(0.95)
+    assert f.slope_hi - f.slope == pytest.approx(q * np.sqrt(cov[0, 0]), rel=1e-8)
+    # large errors: the points scatter less than their errors, no scaling down
+    g = theory.fit_scaling(x, b, sigma=10 * sig, ci=0.9)
+    assert g.slope_hi - g.slope == pytest.approx(
+        stats.norm.ppf(0.95) * 10 * np.sqrt(cov[0, 0]), rel=1e-8
+    )
+    # two points with known errors have a finite interval
+    two = theory.fit_scaling([1, 10], [4, 40], sigma=[0.1, 0.1])
+    sd = np.sqrt(2) * 0.1 / np.log(10)
+    assert two.slope == pytest.approx(1.0)
+    assert two.slope_hi - 1.0 == pytest.approx(stats.norm.ppf(0.95) * sd, rel=1e-10)
+    with pytest.raises(ValueError, match="sigma or b_lo"):
+        theory.fit_scaling([1, 10], [4, 40], [3, 30], [5, 50], sigma=[0.1, 0.1])
+    with pytest.raises(ValueError, match="finite and positive"):
+        theory.fit_scaling([1, 10], [4, 40], sigma=[0.1, 0.0])
+
+
 def test_two_points_give_a_slope_without_interval():
     f = theory.fit_scaling([1, 10], [4, 40])
     assert f.slope == pytest.approx(1.0) and np.isnan(f.slope_lo) and np.isnan(f.slope_hi)

@@ -41,6 +41,7 @@ import pandas as pd
 
 from .. import sweep
 from ..results import environment, save_figure, write_table
+from . import _bracket
 
 __all__ = [
     "COLORS",
@@ -321,27 +322,31 @@ def accuracy_vs_batch(
     ax, df: pd.DataFrame, hue: str, label, metric="test_accuracy", legend=True, zoom=0.15
 ) -> None:
     """Seed-mean final ``metric`` against B, one line per value of ``hue``, with
-    standard-deviation error bars; diverged runs count as chance (0.1).
+    standard-deviation error bars over the runs that trained.
 
-    The y axis spans ``zoom`` below the best mean, so the peaks are visible next to the
-    runs that failed to train; those points are drawn as triangles on the lower edge.
+    Runs that failed to train (diverged or near chance, :func:`_bracket.failed`) are
+    left out of the means and spreads; a batch size where most runs failed is drawn
+    as a triangle on the lower edge ("failed to train"), off the line. The y axis
+    spans ``zoom`` below the best mean.
     """
     from matplotlib.lines import Line2D
 
-    fin = final_rows(df).copy()
-    fin[metric] = fin[metric].fillna(0.1)
+    fin = final_rows(df)
+    n_classes = n_classes_of(df)
     values = sorted(fin[hue].unique())
     colors = curve_colors(len(values))
-    stats = fin.groupby([hue, "batch_size"])[metric].agg(["mean", "std"])
-    top = float(stats["mean"].max())
-    lo = max(0.0, top - zoom) if zoom is not None else None
-    clipped = False
+    per = {v: _bracket.batch_stats(fin[fin[hue] == v], n_classes, metric) for v in values}
+    means = [s.mean for st in per.values() for s in st.values() if s.trained]
+    top = float(np.nanmax(means)) if means else 1.0
+    lo = max(0.0, top - zoom) if zoom is not None else 0.0
+    any_failed = False
     for c, v in zip(colors, values, strict=True):
-        sub = stats.loc[v].reset_index()
+        st = per[v]
+        ok = [s for s in st.values() if s.trained]
         ax.errorbar(
-            sub["batch_size"],
-            sub["mean"],
-            yerr=sub["std"].fillna(0.0),
+            [s.batch_size for s in ok],
+            [s.mean for s in ok],
+            yerr=[0.0 if not np.isfinite(s.sd) else s.sd for s in ok],
             color=c,
             marker="o",
             ms=3.5,
@@ -349,78 +354,87 @@ def accuracy_vs_batch(
             capsize=2,
             label=label(v),
         )
-        if lo is not None:
-            below = sub[sub["mean"] < lo]
-            if len(below):
-                clipped = True
-                ax.plot(
-                    below["batch_size"],
-                    np.full(len(below), lo + 0.004 * zoom),
-                    "v",
-                    color=c,
-                    ms=6,
-                    clip_on=False,
-                    zorder=5,
-                )
-    if lo is not None:
-        ax.set_ylim(lo, top + 0.02)
+        bad = [b for b, s in st.items() if not s.trained]
+        below = [s.batch_size for s in ok if s.mean < lo]
+        if bad or below:
+            any_failed = any_failed or bool(bad)
+            ax.plot(bad + below, np.full(len(bad) + len(below), lo + 0.004 * (top - lo)), "v",
+                    color=c, ms=6, clip_on=False, zorder=5)  # fmt: skip
+    ax.set_ylim(lo, top + 0.02)
     batch_axis(ax, fin["batch_size"].unique())
     ax.set_ylabel("test accuracy" if metric == "test_accuracy" else metric.replace("_", " "))
-    if legend or clipped:
-        handles, labels = ax.get_legend_handles_labels()
-        if not legend:
-            handles, labels = [], []
-        if clipped:
-            handles.append(Line2D([], [], marker="v", ls="", color="0.4", ms=6))
-            labels.append("below the axis (failed to train)")
+    handles, labels = ax.get_legend_handles_labels()
+    if not legend:
+        handles, labels = [], []
+    if any_failed:
+        handles.append(Line2D([], [], marker="v", ls="", color="0.4", ms=6))
+        labels.append("failed to train (or below the axis)")
+    if handles:
         ax.legend(handles, labels, loc="lower right")
 
 
-def bopt_axes(
-    ax, x, bopt: pd.DataFrame, fit, xlabel: str, predicted_label: str, xticklabels=None
-) -> None:
-    """B_opt against ``x`` on log-log axes: the best observed B with the paper's error
-    bar (neighbouring sampled B), the smooth estimate with its bootstrap interval, the
-    fitted power law and a slope-1 line through the data.
+def n_classes_of(df: pd.DataFrame) -> int:
+    """Classes of the task a sweep table was trained on (its manifest; else 10)."""
+    data = df.attrs.get("manifest", {}).get("data") or {}
+    return int(data.get("n_classes") or 10)
+
+
+def bopt_axes(ax, x, bopt: pd.DataFrame, fit, xlabel: str, predicted_label: str,
+              xticklabels=None) -> None:  # fmt: skip
+    """B_opt against ``x`` on log-log axes.
+
+    Bracketed optima are points with two bars: the full interval (seed, fit and grid
+    errors) and, thicker, the bootstrap interval over seeds alone. Bounds are drawn
+    as triangles at the best sampled B pointing the way the optimum may lie (▲: B_opt
+    at least this, ▼: at most this; red ▼: pinned to the edge of trainability), and
+    are not part of the fitted power law. A slope-1 line is drawn through the points.
     """
-    x = np.asarray(x, dtype=np.float64)
-    best = bopt["b_best"].to_numpy(dtype=np.float64)
-    ax.errorbar(
-        x,
-        best,
-        yerr=[best - bopt["b_lo"].to_numpy(), bopt["b_hi"].to_numpy() - best],
-        fmt="s",
-        color="0.35",
-        ms=5,
-        capsize=3,
-        label="best sampled B (bar: next sampled B)",
-    )
-    sm = bopt["b_smooth"].to_numpy(dtype=np.float64)
-    lo = bopt["b_smooth_lo"].to_numpy(dtype=np.float64)
-    hi = bopt["b_smooth_hi"].to_numpy(dtype=np.float64)
-    ax.errorbar(
-        x * 1.04,
-        sm,
-        yerr=[np.nan_to_num(sm - lo), np.nan_to_num(hi - sm)],
-        fmt="o",
-        color=COLORS["data"],
-        ms=5,
-        capsize=3,
-        label="interpolated B_opt (90% bootstrap over seeds)",
-    )
-    xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 50)
-    if fit is not None:
-        ax.plot(
-            xs,
-            fit.predict(xs),
-            color=COLORS["fit"],
-            lw=1.8,
-            label=f"fit: slope {fit.slope:.2f}" + _interval(fit),
-        )
-    c = np.exp(np.mean(np.log(sm) - np.log(x)))
-    ax.plot(xs, c * xs, ls="--", color=COLORS["ref"], lw=1.2, label=predicted_label)
     from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
+    x = np.asarray(x, dtype=np.float64)
+    pt = (bopt["status"] == _bracket.BRACKETED).to_numpy()
+    b = bopt["b_opt"].to_numpy(dtype=np.float64)
+    if pt.any():
+        lo, hi = bopt["b_opt_lo"].to_numpy()[pt], bopt["b_opt_hi"].to_numpy()[pt]
+        ax.errorbar(
+            x[pt],
+            b[pt],
+            yerr=[b[pt] - lo, hi - b[pt]],
+            fmt="o",
+            color=COLORS["data"],
+            ms=5,
+            capsize=4,
+            lw=1.0,
+            label="B_opt, 90% interval (seeds, fit, grid)",
+        )
+        lo, hi = bopt["b_boot_lo"].to_numpy()[pt], bopt["b_boot_hi"].to_numpy()[pt]
+        ax.errorbar(
+            x[pt],
+            b[pt],
+            yerr=[np.maximum(b[pt] - lo, 0), np.maximum(hi - b[pt], 0)],
+            fmt="none",
+            ecolor=COLORS["data"],
+            lw=3.0,
+            label="bootstrap over seeds alone",
+        )
+    peak = bopt["b_peak"].to_numpy(dtype=np.float64)
+    for status, marker, color, text in (
+        ("above", "^", "0.35", "bound: B_opt ≥ best sampled B"),
+        ("below", "v", "0.35", "bound: B_opt ≤ best sampled B"),
+        ("edge", "v", "#d62728", "pinned to the trainability edge (≤)"),
+    ):
+        sel = (bopt["status"] == status).to_numpy()
+        if sel.any():
+            ax.plot(x[sel], peak[sel], marker, color=color, ms=8, ls="", label=text)
+    xs = np.geomspace(x.min() / 1.3, x.max() * 1.3, 50)
+    if fit is not None:
+        ax.plot(xs, fit.predict(xs), color=COLORS["fit"], lw=1.8,
+                label=f"weighted fit: slope {fit.slope:.2f}" + _interval(fit))  # fmt: skip
+    ref = pt if pt.any() else np.isfinite(peak)
+    yref = np.where(pt, b, peak)[ref]
+    if ref.any():
+        c = np.exp(np.mean(np.log(yref) - np.log(x[ref])))
+        ax.plot(xs, c * xs, ls="--", color=COLORS["ref"], lw=1.2, label=predicted_label)
     ax.set_xscale("log")
     ax.set_yscale("log", base=2)
     ax.set_xticks(x)
@@ -439,8 +453,10 @@ def _interval(fit) -> str:
     return ""
 
 
-def format_fit(fit) -> dict:
-    """A fitted scaling law as JSON-ready numbers."""
+def format_fit(fit) -> dict | None:
+    """A fitted scaling law as JSON-ready numbers (None when there is none)."""
+    if fit is None:
+        return None
     return {
         "slope": fit.slope,
         "slope_lo": fit.slope_lo if np.isfinite(fit.slope_lo) else None,
@@ -449,22 +465,33 @@ def format_fit(fit) -> dict:
         "intercept": fit.intercept,
         "r2": fit.r2,
         "n": fit.n,
+        "weighted": fit.weighted,
         "predicted": 1.0,
     }
 
 
 def bopt_table_md(bopt: pd.DataFrame, col: str, label: str) -> str:
-    """Markdown table of optimum batch sizes per setting."""
+    """Markdown table of optimum batch sizes per setting: the estimate or bound, its
+    interval and what went into it, the sampled peak and its brackets.
+    """
     lines = [
-        f"| {label} | best sampled B [neighbours] | interpolated B_opt [90% CI] | "
-        "accuracy at best B (± seed sd) |",
-        "|---|---|---|---|",
+        f"| {label} | B_opt [90% interval] | bootstrap over seeds alone | σ seed / fit / grid "
+        "(log B) | best sampled B (brackets) | accuracy there (± sd) | failed to train |",
+        "|---|---|---|---|---|---|---|",
     ]
     for _, r in bopt.iterrows():
+        if r["status"] == _bracket.BRACKETED:
+            boot = f"[{r['b_boot_lo']:.1f}, {r['b_boot_hi']:.1f}]"
+            sig = f"{r['sigma_seed']:.2f} / {r['sigma_fit']:.2f} / {r['sigma_grid']:.2f}"
+        else:
+            boot = sig = "— (bound)"
+        brackets = ", ".join(
+            str(int(v)) if pd.notna(v) else "none" for v in (r["left"], r["right"])
+        )
+        failed = ", ".join(str(int(b)) for b in r["failed_sizes"]) or "—"
         lines.append(
-            f"| {r[col]:g} | {r['b_best']} [{r['b_lo']}, {r['b_hi']}] | "
-            f"{r['b_smooth']:.1f} [{r['b_smooth_lo']:.1f}, {r['b_smooth_hi']:.1f}] | "
-            f"{r['best']:.4f} ± {r['spread']:.4f} |"
+            f"| {r[col]:g} | {r['label']} | {boot} | {sig} | {r['b_peak']} ({brackets}) | "
+            f"{r['best']:.4f} ± {r['spread']:.4f} | {failed} |"
         )
     return "\n".join(lines)
 
@@ -596,23 +623,76 @@ def band_grid(lr: float, momentum: float, n: int, g_range: tuple[float, float]) 
     return sorted({b for b, gb in zip(cands, g, strict=True) if g_range[0] <= gb <= g_range[1]})
 
 
-def scaling_analysis(df: pd.DataFrame, col: str, xfun, n_boot: int = 1000) -> dict:
-    """B_opt per value of ``col`` and the fitted power law of B_opt against ``xfun(col)``.
-
-    Returns ``bopt`` (:func:`sgdcore.theory.optimal_batch_size`, one row per value),
-    ``x`` (the regressor), ``fit`` (:class:`sgdcore.theory.ScalingFit` of the smooth
-    estimates) and ``fit_best`` (of the best sampled B). Both fits are unweighted: the
-    bootstrap intervals of the smooth estimates measure seed noise only, not the error
-    of interpolating between sampled batch sizes, and weighting by them would let the
-    points with the flattest peaks decide the slope.
+def optima(df: pd.DataFrame, col: str | None, n_boot: int = 1000) -> pd.DataFrame:
+    """B_opt per value of ``col`` (one setting when None) by
+    :func:`sgdcore.experiments._bracket.estimate`: one row per setting with ``status``,
+    ``b_opt`` and its intervals, the sampled peak, its brackets and the sizes that
+    failed to train.
     """
-    from ..theory import fit_scaling, optimal_batch_size
+    fin = final_rows(df)
+    n_classes = n_classes_of(df)
+    groups = [(None, fin)] if col is None else list(fin.groupby(col, sort=True))
+    rows = []
+    for v, sub in groups:
+        opt = _bracket.estimate(_bracket.batch_stats(sub, n_classes), n_boot=n_boot)
+        rows.append({**({} if col is None else {col: v}), **opt.as_dict()})
+    return pd.DataFrame(rows)
 
-    bopt = optimal_batch_size(df, by=[col], n_boot=n_boot)
+
+def scaling_analysis(df: pd.DataFrame, col: str, xfun, n_boot: int = 1000) -> dict:
+    """B_opt per value of ``col`` and the power law of B_opt against ``xfun(col)``.
+
+    Returns ``bopt`` (:func:`optima`), ``x`` (the regressor), ``fit`` (a
+    :class:`sgdcore.theory.ScalingFit` through the bracketed optima only, weighted by
+    their total errors in log B, or None with fewer than two) and ``left_out`` (the
+    settings whose optimum is a bound, with the reason).
+    """
+    from ..theory import fit_scaling
+
+    bopt = optima(df, col, n_boot)
     x = xfun(bopt[col].to_numpy(dtype=np.float64))
-    fit = fit_scaling(x, bopt["b_smooth"].to_numpy(dtype=np.float64))
-    fit_best = fit_scaling(x, bopt["b_best"].to_numpy(dtype=np.float64))
-    return {"bopt": bopt, "x": x, "fit": fit, "fit_best": fit_best}
+    keep = (bopt["status"] == _bracket.BRACKETED).to_numpy()
+    left_out = [
+        (float(v), _bracket.WHY[st]) for v, st in zip(bopt[col], bopt["status"], strict=True)
+        if st != _bracket.BRACKETED
+    ]  # fmt: skip
+    fit = None
+    if keep.sum() >= 2 and np.ptp(np.log(x[keep])) > 0:
+        fit = fit_scaling(
+            x[keep], bopt.loc[keep, "b_opt"].to_numpy(), sigma=bopt.loc[keep, "sigma"].to_numpy()
+        )
+    return {"bopt": bopt, "x": x, "fit": fit, "left_out": left_out}
+
+
+def slope_verdict(fit, left_out, claim: str, symbol: str, predicted: float = 1.0) -> dict:
+    """The verdict on a scaling claim: agrees when the slope's interval holds the
+    prediction and is narrower than 1, disagrees when it excludes it, else (no slope,
+    or an interval too wide to tell) inconclusive.
+    """
+    note = (
+        "left out of the slope: " + "; ".join(f"{symbol} = {v:g} ({why})" for v, why in left_out)
+        if left_out
+        else "every optimum bracketed"
+    )
+    if fit is None:
+        return {"claim": claim, "measured": "no slope: fewer than two bracketed optima",
+                "interval": "", "verdict": "inconclusive", "note": note}  # fmt: skip
+    lo, hi = fit.slope_lo, fit.slope_hi
+    if not lo <= predicted <= hi:
+        verdict = "disagrees"
+    elif hi - lo <= 1.0:
+        verdict = "agrees"
+    else:
+        verdict = "inconclusive"
+    if any("trainability" in why for _, why in left_out):
+        note += "; optima pinned to the trainability edge do not follow the rule"
+    return {
+        "claim": claim,
+        "measured": f"slope {fit.slope:.2f} from {fit.n} optima",
+        "interval": f"[{lo:.2f}, {hi:.2f}] (90%)",
+        "verdict": verdict,
+        "note": note,
+    }
 
 
 def scaling_plots(
@@ -637,32 +717,41 @@ def scaling_plots(
     return {keys[0]: fig_a, keys[1]: fig_b}
 
 
-def scaling_summary(df, col, analysis, *, rule, symbol, heading, figures, settings) -> tuple:
-    """JSON summary and Markdown section of a scaling-rule experiment."""
-    fit, fit_best, bopt = analysis["fit"], analysis["fit_best"], analysis["bopt"]
+def scaling_summary(df, col, analysis, *, rule, symbol, heading, figures, settings, claim):
+    """JSON summary (with its ``verdicts``) and Markdown section of a scaling-rule
+    experiment.
+    """
+    fit, bopt = analysis["fit"], analysis["bopt"]
     spec = df.attrs.get("manifest", {}).get("spec", {})
     model = spec.get("model", {})
     arch = f"784-{model.get('hidden')}-10" if model.get("kind") == "mlp" else "?"
     seeds = df["seed"].nunique()
-    interval = f"[{fit.slope_lo:.2f}, {fit.slope_hi:.2f}]" if np.isfinite(fit.slope_lo) else "(n/a)"
-    non_interior = bopt.loc[~bopt["interior"], col].tolist()
-    caveat = (
-        f" The optimum sits at the edge of the sampled band for {symbol} = "
-        f"{', '.join(f'{v:g}' for v in non_interior)}; those B_opt are bounds."
-        if non_interior
-        else ""
-    )
+    verdict = slope_verdict(fit, analysis["left_out"], claim, symbol)
+    if fit is None:
+        slope_text = (
+            f"No slope of log B_opt against log {rule}: fewer than two optima are "
+            "bracketed (the paper predicts 1)."
+        )
+    else:
+        slope_text = (
+            f"Weighted slope of log B_opt against log {rule} through the {fit.n} "
+            f"bracketed optima: **{fit.slope:.2f}** (90% interval {verdict['interval']}; "
+            "each point weighted by its total error in log B; the interval is scaled up "
+            "when the points scatter more than their errors); the paper predicts 1."
+        )
     md = "\n".join(
         [
             f"## {heading}",
             "",
             f"Network {arch}; {settings}; {seeds} seeds per point. {data_note(df)}",
             "",
-            f"Fitted slope of log B_opt against log {rule}: **{fit.slope:.2f}** "
-            f"(90% interval {interval}; best-sampled-B fit {fit_best.slope:.2f}); the paper "
-            f"predicts 1.{caveat}",
+            search_note(df),
+            "",
+            slope_text + f" Verdict: **{verdict['verdict']}** ({verdict['note']}).",
             "",
             bopt_table_md(bopt, col, symbol),
+            "",
+            INTERVAL_NOTE,
             "",
             *(f"![{k}]({k}.png)" for k in figures),
         ]
@@ -671,11 +760,44 @@ def scaling_summary(df, col, analysis, *, rule, symbol, heading, figures, settin
         "rule": rule,
         "column": col,
         "fit": format_fit(fit),
-        "fit_best_sampled": format_fit(fit_best),
         "b_opt": bopt.to_dict(orient="records"),
         "x": [float(v) for v in analysis["x"]],
+        "search": df.attrs.get("search"),
+        "verdicts": [verdict],
     }
     return summary, md
+
+
+#: What the B_opt intervals of every experiment's table are made of.
+INTERVAL_NOTE = (
+    "B_opt is the vertex of a least-squares quadratic in log B through the trained batch "
+    "sizes between the two brackets (sizes worse than the peak by more than twice the "
+    "standard error of the difference). Its 90% interval adds in quadrature (in log B) the "
+    "seed noise (bootstrap over seeds), the quadratic's fit error (from its residuals, "
+    "when more than three points enter) and the grid resolution (the spacing next to the "
+    "peak, as a uniform error). Runs that failed to train (diverged, or accuracy at most "
+    "halfway from chance to 1) are left out of every mean and spread and listed; a batch "
+    "size where most runs failed never counts as a bracket. An unbracketed optimum is "
+    "given as a bound and left out of any slope."
+)
+
+
+def search_note(df) -> str:
+    """One sentence on the adaptive batch-size search that made the table."""
+    s = df.attrs.get("search")
+    if not s:
+        return "Batch sizes: a fixed grid."
+    added = sum(len(r) for r in s["rounds"])
+    budget = f" of a budget of {s['budget']}" if s.get("budget") is not None else ""
+    stop = (
+        " It stopped at the budget: unbracketed optima are bounds."
+        if s["stopped_by_budget"]
+        else ""
+    )
+    return (
+        f"Batch sizes: the initial grid, then {len(s['rounds'])} rounds of the bracketing "
+        f"search added {added} (setting, B) cells ({s['runs']} runs in all{budget}).{stop}"
+    )
 
 
 def parameters(defaults: dict, **given) -> dict:
@@ -685,10 +807,14 @@ def parameters(defaults: dict, **given) -> dict:
     return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
-def sweep_runner(make_spec, overrides: str):
+def sweep_runner(make_spec, overrides: str, search: str | None | bool = False):
     """An experiment's ``run``: ``make_spec``'s sweep, run (into ``<out>/store`` when
     ``out`` is given), and its table; ``overrides`` names the further keywords of
     ``make_spec``.
+
+    With ``search`` (the column that tells settings apart, or None for one setting)
+    the sweep is the initial grid of an adaptive search (:func:`search_batch_sizes`),
+    and ``run`` takes ``max_runs``, its budget.
     """
 
     def run(
@@ -706,11 +832,18 @@ def sweep_runner(make_spec, overrides: str):
         data_split=None,
         download=False,
         offline_ok=False,
+        max_runs=None,
         **more,
     ):
         data = data_table(data, data_split, download, offline_ok)
         spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, data=data, **more)
-        return run_sweep(spec, out, executor, client, scheduler, progress)
+        if search is False:
+            return run_sweep(spec, out, executor, client, scheduler, progress)
+        sweep_args = {"executor": executor, "client": client, "scheduler": scheduler}
+        if out is None:
+            with tempfile.TemporaryDirectory(prefix="sgdcore-") as tmp:
+                return search_batch_sizes(spec, tmp, search, max_runs, progress, sweep_args)
+        return search_batch_sizes(spec, out, search, max_runs, progress, sweep_args)
 
     run.__module__ = make_spec.__module__
     run.__doc__ = (
@@ -718,6 +851,96 @@ def sweep_runner(make_spec, overrides: str):
         "(a pandas DataFrame).\n\n    The data: ``data`` (``'mnist'``, ``'fashion-mnist'`` "
         "or a path), ``data_split``, ``download`` and ``offline_ok`` (see "
         ":func:`sgdcore.data.load_pools`).\n\n"
-        f"    Further keywords: {overrides}.\n"
+        f"    Further keywords: {overrides}"
+        + (", ``max_runs`` (budget of the batch-size search)" if search is not False else "")
+        + ".\n"
     )
     return run
+
+
+#: Default budget of the batch-size search, as a multiple of the initial grid's runs.
+BUDGET_FACTOR = 2.0
+
+
+def search_batch_sizes(spec, out, col, max_runs, progress, sweep_args) -> pd.DataFrame:
+    """Run ``spec`` (the initial grid) into ``<out>/store``, then add batch sizes by
+    :func:`sgdcore.experiments._bracket.search` until every setting's optimum is
+    bracketed and refined, or ``max_runs`` runs (default :data:`BUDGET_FACTOR` times
+    the initial grid's) are spent.
+
+    Each added (setting, B) cell is a sweep of its own in
+    ``<out>/refine/<col>=<value>-B<b>`` with the initial grid's seeds and every other
+    key of ``spec``, so a rerun resumes: the search is deterministic, finds each cell
+    it plans already stored and trains nothing again.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Every run's rows (run ids of added cells follow the initial grid's);
+        ``attrs["manifest"]`` is the initial store's, ``attrs["search"]`` what the
+        search did (rounds, runs, budget, whether the budget stopped it).
+    """
+    out = Path(out)
+    df0 = run_sweep(spec, out, progress=progress, **sweep_args)
+    manifest = df0.attrs.get("manifest", {})
+    seeds = sorted(int(v) for v in df0["seed"].unique())
+    n_classes = n_classes_of(df0)
+    frames = [df0]
+    data = sweep.load_data(spec.data)
+    base = spec.to_dict()
+
+    def n_of(v):
+        if col == "n_train":
+            return int(v)
+        return int(spec.data["n_train"])
+
+    def stats_of(v):
+        fin = final_rows(pd.concat(frames, ignore_index=True))
+        if col is not None:
+            fin = fin[fin[col] == v]
+        return _bracket.batch_stats(fin, n_classes)
+
+    def evaluate(cells):
+        for v, b in cells:
+            key = {} if col is None else {col: [v]}
+            cell = sweep.SweepSpec.from_dict(
+                {**base, "name": f"{spec.name}-refine", "runs": [],
+                 "grid": [{**key, "batch_size": [int(b)], "seed": seeds}]}
+            )  # fmt: skip
+            where = f"B{int(b)}" if col is None else f"{col}={v:g}-B{int(b)}"
+            path = out / "refine" / where
+            d = sweep.run(cell, path, data=data, progress=False, **_dask(sweep_args)).copy()
+            d["run"] = d["run"] + sum(f["run"].nunique() for f in frames)
+            frames.append(d)
+
+    settings = [None] if col is None else sorted(df0[col].unique().tolist())
+    initial = int(df0["run"].nunique())
+    budget = int(BUDGET_FACTOR * initial) if max_runs is None else int(max_runs)
+    log = _bracket.search(evaluate, stats_of, settings, n_of, runs_per_cell=len(seeds),
+                          runs_done=initial, max_runs=budget)  # fmt: skip
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs["manifest"] = manifest
+    df.attrs["search"] = {
+        "rounds": [[[None if s is None else float(s), b] for s, b in r] for r in log.rounds],
+        "runs": log.runs,
+        "initial_runs": initial,
+        "budget": budget,
+        "stopped_by_budget": log.stopped_by_budget,
+    }
+    return df
+
+
+def _dask(sweep_args: dict) -> dict:
+    """The executor keywords of :func:`sgdcore.sweep.run` (local: none)."""
+    return {} if sweep_args["executor"] == "local" else sweep_args
+
+
+def add_search_arguments(parser) -> None:
+    """The option of experiments that search batch sizes adaptively."""
+    parser.add_argument(
+        "--max-runs",
+        type=positive_int,
+        default=None,
+        help="budget of the batch-size search in runs, initial grid included "
+        f"(default {BUDGET_FACTOR:g}x the initial grid)",
+    )

@@ -32,7 +32,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .. import sweep, theory
+from .. import sweep
+from . import _bracket
 from . import _common as C
 
 NAME = "batch-size"
@@ -71,34 +72,46 @@ def make_spec(
     )
 
 
-run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``batch_sizes``")
+run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``batch_sizes``", search=None)
 
 
 def analyze(df: pd.DataFrame) -> dict:
-    """The optimum and whether it is interior beyond the seed spread.
+    """The optimum and whether it is interior: better than a trained batch size on each
+    side by more than the seed noise.
 
-    Returns a dict with ``bopt`` (the row of :func:`sgdcore.theory.optimal_batch_size`),
-    ``accuracy`` (B -> mean, sd over seeds), and ``margin_small``/``margin_large``:
-    the mean accuracy at the best B minus that at the smallest/largest B, and
-    ``spread``: the largest seed standard deviation among those three batch sizes.
-    ``interior_optimum`` is True when both margins exceed the spread.
+    Returns a dict with ``bopt`` (the row of :func:`_common.optima`), ``accuracy``
+    (B -> mean, sd over the runs that trained, runs that trained, runs that failed),
+    ``failed_to_train`` (the batch sizes where most runs failed), ``neighbours``
+    (``smaller``/``larger``: the nearest trained batch size on each side of the peak,
+    its margin below the peak and the noise threshold ``Z`` standard errors of the
+    difference) and ``interior_optimum``: the optimum is bracketed on both sides by
+    trained batch sizes that are worse beyond the noise.
     """
-    fin = C.final_rows(df).copy()
-    fin["test_accuracy"] = fin["test_accuracy"].fillna(0.1)
-    stats = fin.groupby("batch_size")["test_accuracy"].agg(["mean", "std"])
-    bopt = theory.optimal_batch_size(df, by=[])
-    row = bopt.iloc[0]
-    b_small, b_large, b_best = stats.index.min(), stats.index.max(), int(row["b_best"])
-    spread = float(stats.loc[[b_small, b_large, b_best], "std"].fillna(0).max())
-    margin_small = float(stats.loc[b_best, "mean"] - stats.loc[b_small, "mean"])
-    margin_large = float(stats.loc[b_best, "mean"] - stats.loc[b_large, "mean"])
+    fin = C.final_rows(df)
+    st = _bracket.batch_stats(fin, C.n_classes_of(df))
+    bopt = C.optima(df, None).iloc[0].to_dict()
+    peak = bopt["b_peak"]
+    trained = [b for b, v in st.items() if v.trained]
+    neighbours = {}
+    if peak is not None:
+        i = trained.index(peak)
+        for side, j in (("smaller", i - 1), ("larger", i + 1)):
+            if 0 <= j < len(trained):
+                b = trained[j]
+                neighbours[side] = {
+                    "batch_size": b,
+                    "margin": st[peak].mean - st[b].mean,
+                    "noise": _bracket.noise_threshold(st, peak, b),
+                }
     return {
-        "bopt": {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()},
-        "accuracy": {int(b): [float(r["mean"]), float(r["std"])] for b, r in stats.iterrows()},
-        "margin_small": margin_small,
-        "margin_large": margin_large,
-        "spread": spread,
-        "interior_optimum": bool(margin_small > spread and margin_large > spread),
+        "bopt": {k: (v.item() if hasattr(v, "item") else v) for k, v in bopt.items()},
+        "accuracy": {
+            b: [v.mean, v.sd, len(v.values), v.n_failed] for b, v in st.items() if v.trained
+        },
+        "failed_to_train": {b: [v.n_failed, v.n] for b, v in st.items() if not v.trained},
+        "neighbours": neighbours,
+        "interior_optimum": bopt["status"] == _bracket.BRACKETED,
+        "n": int(fin["n_train"].max()),
     }
 
 
@@ -123,11 +136,13 @@ def plot(df: pd.DataFrame) -> dict:
     fig_b, ax = plt.subplots(figsize=(6.4, 4.2))
     C.accuracy_vs_batch(ax, df, "lr", lambda v: f"ε = {v:g}", legend=False, zoom=0.12)
     bo = a["bopt"]
-    ax.axvline(bo["b_smooth"], color=C.COLORS["fit"], lw=1.2, ls="--")
-    ax.axvspan(bo["b_smooth_lo"], bo["b_smooth_hi"], color=C.COLORS["fit"], alpha=0.15, lw=0)
+    where = bo["b_opt"] if a["interior_optimum"] else bo["b_peak"]
+    ax.axvline(where, color=C.COLORS["fit"], lw=1.2, ls="--")
+    if a["interior_optimum"]:
+        ax.axvspan(bo["b_opt_lo"], bo["b_opt_hi"], color=C.COLORS["fit"], alpha=0.15, lw=0)
     ax.annotate(
-        f"B_opt ≈ {bo['b_smooth']:.0f}",
-        xy=(bo["b_smooth"], 0.93),
+        f"B_opt ≈ {bo['b_opt']:.0f}" if a["interior_optimum"] else f"B_opt {bo['label']}",
+        xy=(where, 0.93),
         xycoords=("data", "axes fraction"),
         xytext=(4, 0),
         textcoords="offset points",
@@ -143,19 +158,28 @@ def _title(df, what: str) -> str:
 
 
 def summarize(df: pd.DataFrame) -> tuple[dict, str]:
-    """JSON summary and a Markdown section for the report."""
+    """JSON summary (with its ``verdicts``) and a Markdown section for the report."""
     a = analyze(df)
     spec = df.attrs.get("manifest", {}).get("spec", {})
     bo = a["bopt"]
     r = df.iloc[0]
     steps = int(df["total_steps"].max()) if "total_steps" in df else int(df["step"].max())
     seeds = df["seed"].nunique()
-    acc = a["accuracy"]
-    table = ["| B | test accuracy (mean ± sd over seeds) |", "|---|---|"]
-    for b, (m, s) in sorted(acc.items()):
-        mark = " **(best)**" if b == bo["b_best"] else ""
-        table.append(f"| {b} | {m:.4f} ± {0 if np.isnan(s) else s:.4f}{mark} |")
-    verdict = "an interior optimum" if a["interior_optimum"] else "no clear interior optimum"
+    table = ["| B | test accuracy (mean ± sd over the runs that trained) |", "|---|---|"]
+    rows = {b: f"{m:.4f} ± {0 if np.isnan(sd) else sd:.4f}" + (f" ({nf} of {k + nf} failed)"
+            if nf else "") for b, (m, sd, k, nf) in a["accuracy"].items()}  # fmt: skip
+    rows.update({b: f"failed to train ({nf} of {n} runs)" for b, (nf, n) in
+                 a["failed_to_train"].items()})  # fmt: skip
+    for b in sorted(rows):
+        table.append(f"| {b} | {rows[b]}{' **(best)**' if b == bo['b_peak'] else ''} |")
+    nb = a["neighbours"]
+    compare = "; ".join(
+        f"the next {side} size that trained, B = {v['batch_size']}, by {v['margin']:.4f} "
+        f"(noise threshold {v['noise']:.4f})"
+        for side, v in nb.items()
+    )
+    failed = sorted(a["failed_to_train"])
+    verdict = _verdict(a)
     md = "\n".join(
         [
             "## Optimum batch size (Fig. 4)",
@@ -163,15 +187,18 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
             f"Network {_arch(spec)}, ε = {r['lr']:g}, m = {r['momentum']:g}, N = "
             f"{int(r['n_train'])}, {steps} steps, {seeds} seeds. {C.data_note(df)}",
             "",
-            f"Test accuracy peaks at **B = {bo['b_best']}** (neighbours {bo['b_lo']} and "
-            f"{bo['b_hi']}); a parabola through it and its neighbours (in log B) puts the "
-            f"optimum at "
-            f"{bo['b_smooth']:.1f} (90% bootstrap interval {bo['b_smooth_lo']:.1f} to "
-            f"{bo['b_smooth_hi']:.1f}). The best B beats the smallest by "
-            f"{a['margin_small']:.4f} and the largest by {a['margin_large']:.4f}, against a "
-            f"seed spread of {a['spread']:.4f}: {verdict}.",
+            C.search_note(df),
+            "",
+            f"Test accuracy peaks at **B = {bo['b_peak']}**, beating {compare or 'no other'}"
+            f". B_opt: **{bo['label']}** ({'bracketed' if a['interior_optimum'] else 'a bound'}"
+            f"; bootstrap over seeds alone "
+            f"[{bo['b_boot_lo']:.1f}, {bo['b_boot_hi']:.1f}]). Failed to train: "
+            f"{', '.join(f'B = {b}' for b in failed) if failed else 'none'} (left out of "
+            f"every mean and spread). Verdict: **{verdict['verdict']}** ({verdict['note']}).",
             "",
             *table,
+            "",
+            C.INTERVAL_NOTE,
             "",
             "![Fig. 4a](fig4a_curves.png)",
             "![Fig. 4b](fig4b_accuracy_vs_batch.png)",
@@ -179,14 +206,36 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
     )
     summary = {
         "b_opt": bo,
-        "accuracy": {str(k): v for k, v in acc.items()},
-        "margin_small": a["margin_small"],
-        "margin_large": a["margin_large"],
-        "spread": a["spread"],
+        "accuracy": {str(k): v for k, v in a["accuracy"].items()},
+        "failed_to_train": {str(k): v for k, v in a["failed_to_train"].items()},
+        "neighbours": nb,
         "interior_optimum": a["interior_optimum"],
+        "n_train": a["n"],
         "settings": {"lr": float(r["lr"]), "momentum": float(r["momentum"]), "steps": steps},
+        "search": df.attrs.get("search"),
+        "verdicts": [verdict],
     }
     return summary, md
+
+
+def _verdict(a: dict) -> dict:
+    bo = a["bopt"]
+    claim = "At fixed ε, test accuracy has an interior optimum in B (§4, Fig. 4b)"
+    n = a["n"]
+    if a["interior_optimum"]:
+        verdict, note = "agrees", "worse trained batch sizes on both sides, beyond the noise"
+    elif bo["status"] == "above" and bo["b_peak"] == n:
+        verdict, note = "disagrees", "the largest batch size is the best"
+    elif bo["status"] == "edge":
+        verdict = "inconclusive"
+        note = "the peak is the smallest batch size that trains: pinned to the trainability edge"
+    else:
+        verdict, note = "inconclusive", f"the optimum is a bound ({bo['label']})"
+    interval = (
+        f"[{bo['b_opt_lo']:.0f}, {bo['b_opt_hi']:.0f}] (90%)" if a["interior_optimum"] else ""
+    )
+    return {"claim": claim, "measured": f"B_opt {bo['label'].split(' [')[0]}",
+            "interval": interval, "verdict": verdict, "note": note}  # fmt: skip
 
 
 def _arch(spec: dict) -> str:
@@ -196,6 +245,7 @@ def _arch(spec: dict) -> str:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
+    C.add_search_arguments(parser)
     parser.add_argument(
         "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
     )
@@ -209,6 +259,7 @@ def main(args) -> int:
     return C.experiment_main(
         sys.modules[__name__],
         args,
+        max_runs=args.max_runs,
         lr=args.lr,
         momentum=args.momentum,
         steps=args.steps,

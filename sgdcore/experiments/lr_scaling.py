@@ -4,8 +4,9 @@ The paper sweeps B for a range of ε at momentum 0.9, training each for ``10000/
 (a fixed SDE time ε·steps), and finds B_opt ∝ ε (Fig. 5b: best sampled B against ε,
 error bars to the next sampled B). Here every ε is trained for ``time/ε`` steps
 (``steps = {rule = "constant_time"}`` in the sweep spec), the optimum is located per ε
-with :func:`sgdcore.theory.optimal_batch_size` and the slope of log B_opt against log ε
-is fitted with :func:`sgdcore.theory.fit_scaling` (predicted: 1).
+by the bracketing search of :mod:`sgdcore.experiments._bracket` and the slope of log
+B_opt against log ε is fitted through the bracketed optima (bounds are left out) with
+:func:`sgdcore.theory.fit_scaling` (predicted: 1).
 
 Each ε is sampled over the batch sizes whose noise scale ``g = ε/(1-m)(N/B - 1)`` lies
 in a fixed band (``G_BAND``, a factor of about 40), so the cost per ε stays flat and
@@ -81,7 +82,7 @@ def make_spec(
     )
 
 
-run = C.sweep_runner(make_spec, "``lrs``, ``momentum``, ``time``")
+run = C.sweep_runner(make_spec, "``lrs``, ``momentum``, ``time``", search="lr")
 
 
 def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:
@@ -122,6 +123,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
         rule="ε",
         symbol="ε",
         heading="Learning-rate scaling: B_opt ∝ ε (Fig. 5)",
+        claim="B_opt ∝ ε at fixed N and m (§5, Fig. 5b): slope 1",
         figures=FIGURES,
         settings=(
             f"m = {df['momentum'].iloc[0]:g}, N = {int(df['n_train'].iloc[0])}, "
@@ -133,6 +135,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
+    C.add_search_arguments(parser)
     parser.add_argument(
         "--lrs", type=C.positive_float, nargs="+", default=None, help="learning rates ε to sweep"
     )
@@ -149,5 +152,10 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     return C.experiment_main(
-        sys.modules[__name__], args, lrs=args.lrs, momentum=args.momentum, time=args.time
+        sys.modules[__name__],
+        args,
+        max_runs=args.max_runs,
+        lrs=args.lrs,
+        momentum=args.momentum,
+        time=args.time,
     )

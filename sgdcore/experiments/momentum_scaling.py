@@ -2,9 +2,10 @@
 
 With heavy-ball momentum the noise scale is ``g = ε/(1-m) (N/B - 1)``, so at fixed ε
 and N the optimum batch size should grow in proportion to ``1/(1-m)`` (Fig. 7b, where
-the paper's green curve is B_opt ∝ 1/(1-m)). B_opt per momentum comes from
-:func:`sgdcore.theory.optimal_batch_size` and the slope of log B_opt against
-log 1/(1-m) from :func:`sgdcore.theory.fit_scaling` (predicted: 1).
+the paper's green curve is B_opt ∝ 1/(1-m)). B_opt per momentum comes from the
+bracketing search of :mod:`sgdcore.experiments._bracket` and the slope of log B_opt
+against log 1/(1-m), through the bracketed optima (bounds are left out), from
+:func:`sgdcore.theory.fit_scaling` (predicted: 1).
 
 **Step budget.** The paper trains every momentum for the same number of updates. At our
 ε = 0.1 that leaves the low-momentum runs far from converged (their effective learning
@@ -98,7 +99,7 @@ def make_spec(
     )
 
 
-run = C.sweep_runner(make_spec, "``momenta``, ``lr``, ``time``, ``fixed_steps``")
+run = C.sweep_runner(make_spec, "``momenta``, ``lr``, ``time``, ``fixed_steps``", search="momentum")
 
 
 def analyze(df: pd.DataFrame, n_boot: int = 1000) -> dict:
@@ -143,6 +144,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
         rule="1/(1−m)",
         symbol="m",
         heading="Momentum scaling: B_opt ∝ 1/(1−m) (Fig. 7)",
+        claim="B_opt ∝ 1/(1−m) at fixed ε and N (§5, App. D, Fig. 7b): slope 1",
         figures=FIGURES,
         settings=(
             f"ε = {df['lr'].iloc[0]:g}, N = {int(df['n_train'].iloc[0])}, {budget}, batch "
@@ -153,6 +155,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
+    C.add_search_arguments(parser)
     parser.add_argument(
         "--momenta", type=C.momentum_value, nargs="+", default=None, help="values of m"
     )
@@ -177,6 +180,7 @@ def main(args) -> int:
     return C.experiment_main(
         sys.modules[__name__],
         args,
+        max_runs=args.max_runs,
         momenta=args.momenta,
         lr=args.lr,
         time=args.time,
