@@ -98,7 +98,8 @@ def wait_for(predicate, what: str, timeout: float = 120.0):
 
 
 def test_two_worker_processes_give_the_local_result_bitwise(spec_file, local, client, tmp_path):
-    df = sweep.run(SweepSpec.from_toml(spec_file), tmp_path / "s", executor="dask", client=client)
+    spec = SweepSpec.from_toml(spec_file)
+    df = sweep.run(spec, tmp_path / "s", executor="dask", scheduler=client)  # or client=
     assert_same(df, local)
     assert_same(sweep.load(tmp_path / "s"), local)
     # the groups were trained by both worker processes, none in this one

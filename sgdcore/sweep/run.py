@@ -130,7 +130,9 @@ def run(
         ``"local"`` trains groups one after another in this process; ``"dask"``
         submits each group as a task to a Dask cluster: the one ``scheduler`` names,
         or else a ``LocalCluster`` started for the sweep, sized to this machine (see
-        :func:`~sgdcore.sweep.executors.local_slices`) and closed at the end.
+        :func:`~sgdcore.sweep.executors.local_slices`) and closed at the end (its
+        worker processes are spawned: in a script, call this under
+        ``if __name__ == "__main__":``).
     client : distributed.Client, optional
         For ``executor="dask"``: the same as passing it as ``scheduler``.
     scheduler : str or distributed.Client, optional
