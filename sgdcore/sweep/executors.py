@@ -247,7 +247,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, log=None):
         ) from None
     try:
         if log is not None:
-            n = len(client.scheduler_info().get("workers", {}))
+            n = len(client.nthreads())
             more = "" if n else f"; tasks wait until one joins (`dask worker {address}`)"
             log(f"Dask scheduler {address}: {n} worker(s){more}")
         yield client
