@@ -209,6 +209,13 @@ def test_unreachable_scheduler_is_one_line_and_leaves_no_store(spec_file, tmp_pa
     assert not store.exists()
 
 
+def test_without_dask_the_error_says_how_to_get_it(spec_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what a missing package gives
+    with pytest.raises(SweepError, match=r"pip install 'sgdcore\[dask\]'"):
+        sweep.run(SweepSpec.from_toml(spec_file), tmp_path / "s", executor="dask")
+    assert not (tmp_path / "s").exists()
+
+
 def test_malformed_scheduler_address_is_one_line_without_a_hang(spec_file, tmp_path):
     # a client made on a malformed address hangs the interpreter's exit for 20 s and
     # prints a traceback: the address must be checked before any client is made

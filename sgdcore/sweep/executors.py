@@ -25,7 +25,15 @@ import numpy as np
 from .groups import Group
 from .inputs import build_model
 
-__all__ = ["CONNECT_TIMEOUT", "EXECUTORS", "SweepError", "connect", "local_cluster", "run_group"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "EXECUTORS",
+    "SweepError",
+    "connect",
+    "local_cluster",
+    "require_dask",
+    "run_group",
+]
 
 EXECUTORS = ("local", "dask")
 #: Seconds to wait for a Dask scheduler to answer (``--connect-timeout``).
@@ -202,7 +210,7 @@ def _task(group, job, arrays):
 # -- Dask clusters --------------------------------------------------------------------------
 
 
-def _distributed():
+def require_dask():
     """The ``distributed`` package, or a SweepError saying how to install it."""
     try:
         import distributed
@@ -233,7 +241,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, log=None):
     SweepError
         If ``address`` is malformed or no scheduler answers there within ``timeout``.
     """
-    distributed = _distributed()
+    distributed = require_dask()
     _check_address(address)
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
@@ -314,7 +322,7 @@ def local_cluster(n_groups: int, log=None):
     log : callable, optional
         Called with a line describing the cluster.
     """
-    distributed = _distributed()
+    distributed = require_dask()
     slices = local_slices(n_groups)
     with (
         distributed.LocalCluster(

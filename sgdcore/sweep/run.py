@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 
 from ..results import environment
-from .executors import CONNECT_TIMEOUT, EXECUTORS, connect, local_cluster, run_dask, run_local
+from .executors import (
+    CONNECT_TIMEOUT,
+    EXECUTORS,
+    connect,
+    local_cluster,
+    require_dask,
+    run_dask,
+    run_local,
+)
 from .groups import make_groups
 from .inputs import arrays_sha256, load_data, n_classes_of
 from .progress import Progress
@@ -179,6 +187,8 @@ def run(
         raise ValueError(
             f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
         )
+    if executor == "dask":
+        require_dask()
     arrays, groups, manifest = plan(spec, data)
     job = {
         "model": spec.model,
