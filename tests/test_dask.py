@@ -98,7 +98,8 @@ def wait_for(predicate, what: str, timeout: float = 120.0):
 
 
 def test_two_worker_processes_give_the_local_result_bitwise(spec_file, local, client, tmp_path):
-    df = sweep.run(SweepSpec.from_toml(spec_file), tmp_path / "s", executor="dask", client=client)
+    spec = SweepSpec.from_toml(spec_file)
+    df = sweep.run(spec, tmp_path / "s", executor="dask", scheduler=client)  # or client=
     assert_same(df, local)
     assert_same(sweep.load(tmp_path / "s"), local)
     # the groups were trained by both worker processes, none in this one
@@ -204,13 +205,30 @@ def test_unreachable_scheduler_is_one_line_and_leaves_no_store(spec_file, tmp_pa
         sweep.run(spec, store, executor="dask", scheduler=address, connect_timeout=1)
     assert not store.exists()
     with pytest.raises(SweepError, match="'localhost:http' is not a Dask scheduler address"):
-        sweep.run(
-            SweepSpec.from_toml(spec_file), store, executor="dask", scheduler="localhost:http"
-        )
+        sweep.run(spec, store, executor="dask", scheduler="localhost:http")
     assert not store.exists()
 
 
-# -- the local cluster that --executor dask starts -----------------------------------------
+def test_without_dask_the_error_says_how_to_get_it(spec_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what a missing package gives
+    with pytest.raises(SweepError, match=r"pip install 'sgdcore\[dask\]'"):
+        sweep.run(SweepSpec.from_toml(spec_file), tmp_path / "s", executor="dask")
+    assert not (tmp_path / "s").exists()
+
+
+def test_malformed_scheduler_address_is_one_line_without_a_hang(spec_file, tmp_path):
+    # a client made on a malformed address hangs the interpreter's exit for 20 s and
+    # prints a traceback: the address must be checked before any client is made
+    store = tmp_path / "s"
+    argv = [sys.executable, "-m", "sgdcore", "sweep", str(spec_file), "--store", str(store)]
+    argv += ["--executor", "dask", "--scheduler", "http://localhost:8786"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "'http://localhost:8786' is not a Dask scheduler address (--scheduler)" in lines[0]
+    assert "unknown address scheme 'http'" in lines[0]
+    assert not store.exists()
 
 
 def test_local_slices_share_the_cores_without_overlap():
@@ -239,3 +257,21 @@ def test_cli_executor_dask_starts_and_closes_a_local_cluster(spec_file, local, t
     infos = [st.group_info(g["id"]) for g in st.manifest["groups"]]
     assert os.getpid() not in {i["pid"] for i in infos}
     assert {i["cores"] for i in infos} <= set(map(len, local_slices(4)))
+
+
+def test_failures_are_summed_up_one_line_per_reason(spec_file):
+    from sgdcore.sweep.executors import _failure_message
+
+    groups = sweep.make_groups(SweepSpec.from_toml(spec_file), 784, 10)
+    one = _failure_message({"OSError: disk full": groups}, len(groups))
+    assert one == (
+        "4 of 4 group(s) failed: "
+        + ", ".join(f"{g.id} ({g.describe()})" for g in groups[:3])
+        + " and 1 more: OSError: disk full"
+    )
+    two = _failure_message({"A: x": groups[:1], "B: y": groups[2:3]}, len(groups))
+    assert two.splitlines() == [
+        "2 of 4 group(s) failed; the other groups were stored:",
+        f"  {groups[0].id} ({groups[0].describe()}): A: x",
+        f"  {groups[2].id} ({groups[2].describe()}): B: y",
+    ]

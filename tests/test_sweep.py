@@ -515,7 +515,8 @@ def test_dask_failures_keep_the_finished_groups(finished, tmp_path, monkeypatch)
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        with pytest.raises(sweep.SweepError, match=r"(?s)1 group.*B=32 K=4.*worker lost its mind"):
+        why = r"1 of 2 group.*stored: .* \(B=32 K=4 steps=30\): RuntimeError: worker lost its mind$"
+        with pytest.raises(sweep.SweepError, match=why):
             sweep.run(spec, tmp_path / "s", executor="dask", client=client)
     kept = sweep.load(tmp_path / "s")
     assert not kept.attrs["complete"] and set(kept["batch_size"]) == {8}

@@ -25,7 +25,15 @@ import numpy as np
 from .groups import Group
 from .inputs import build_model
 
-__all__ = ["CONNECT_TIMEOUT", "EXECUTORS", "SweepError", "connect", "local_cluster", "run_group"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "EXECUTORS",
+    "SweepError",
+    "connect",
+    "local_cluster",
+    "require_dask",
+    "run_group",
+]
 
 EXECUTORS = ("local", "dask")
 #: Seconds to wait for a Dask scheduler to answer (``--connect-timeout``).
@@ -157,25 +165,38 @@ def run_dask(groups: list[Group], job: dict, arrays, client) -> Iterator:
             ): group
             for group in groups
         }
-    failures = []
+    failed: dict[str, list[Group]] = {}  # the reason -> the groups that failed for it
     for fut in as_completed(list(futures), loop=client.loop):
         group = futures[fut]
         try:
             df, info = fut.result()
         except Exception as exc:  # the task's own error, or distributed's reason
-            hint = ""
+            reason = f"{type(exc).__name__}: {str(exc).replace(str(fut.key), 'the task')}"
             if isinstance(exc, (ImportError, AttributeError)) or "cancelled" in str(exc):
-                hint = (
+                reason += (
                     " (the scheduler and every worker need sgdcore installed, the same "
                     "version as here)"
                 )
-            failures.append(f"{group.id} ({group.describe()}): {type(exc).__name__}: {exc}{hint}")
+            failed.setdefault(reason, []).append(group)
             continue
         yield group, df, info
-    if failures:
-        raise SweepError(
-            f"{len(failures)} group(s) failed; the others were stored:\n  " + "\n  ".join(failures)
-        )
+    if failed:
+        raise SweepError(_failure_message(failed, len(groups)))
+
+
+def _failure_message(failed: dict, n_groups: int) -> str:
+    """One line per distinct reason, naming the groups that failed for it."""
+    n = sum(map(len, failed.values()))
+    kept = "; the other groups were stored" if n < n_groups else ""
+    lines = []
+    for reason, gs in failed.items():
+        names = ", ".join(f"{g.id} ({g.describe()})" for g in gs[:3])
+        more = f" and {len(gs) - 3} more" if len(gs) > 3 else ""
+        lines.append(f"{names}{more}: {reason}")
+    head = f"{n} of {n_groups} group(s) failed{kept}"
+    if len(lines) == 1:
+        return f"{head}: {lines[0]}"
+    return f"{head}:\n  " + "\n  ".join(lines)
 
 
 def _arrays(*arrays):
@@ -189,7 +210,7 @@ def _task(group, job, arrays):
 # -- Dask clusters --------------------------------------------------------------------------
 
 
-def _distributed():
+def require_dask():
     """The ``distributed`` package, or a SweepError saying how to install it."""
     try:
         import distributed
@@ -220,14 +241,10 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, log=None):
     SweepError
         If ``address`` is malformed or no scheduler answers there within ``timeout``.
     """
-    distributed = _distributed()
+    distributed = require_dask()
+    _check_address(address)
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
-    except ValueError as exc:
-        raise SweepError(
-            f"{address!r} is not a Dask scheduler address (--scheduler): {exc}; give one "
-            "such as tcp://HOST:8786, as `dask scheduler` prints it"
-        ) from None
     except Exception as exc:  # OSError on a timeout; others from whatever answered
         why = "" if isinstance(exc, OSError) else f" ({type(exc).__name__}: {exc})"
         raise SweepError(
@@ -238,12 +255,32 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT, log=None):
         ) from None
     try:
         if log is not None:
-            n = len(client.scheduler_info().get("workers", {}))
+            n = len(client.nthreads())
             more = "" if n else f"; tasks wait until one joins (`dask worker {address}`)"
             log(f"Dask scheduler {address}: {n} worker(s){more}")
         yield client
     finally:
         client.close()
+
+
+def _check_address(address: str) -> None:
+    """Raise a SweepError unless ``address`` parses as a scheduler address (checked
+    before a client is made: a client that fails on a malformed address hangs the
+    interpreter's exit for twice its timeout).
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, location = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise SweepError(
+            f"{address!r} is not a Dask scheduler address (--scheduler): {exc}; give one "
+            "such as tcp://HOST:8786, as `dask scheduler` prints it"
+        ) from None
 
 
 def local_slices(n_groups: int) -> list[list[int]]:
@@ -285,7 +322,7 @@ def local_cluster(n_groups: int, log=None):
     log : callable, optional
         Called with a line describing the cluster.
     """
-    distributed = _distributed()
+    distributed = require_dask()
     slices = local_slices(n_groups)
     with (
         distributed.LocalCluster(

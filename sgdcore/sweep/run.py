@@ -13,7 +13,15 @@ import numpy as np
 import pandas as pd
 
 from ..results import environment
-from .executors import CONNECT_TIMEOUT, EXECUTORS, connect, local_cluster, run_dask, run_local
+from .executors import (
+    CONNECT_TIMEOUT,
+    EXECUTORS,
+    connect,
+    local_cluster,
+    require_dask,
+    run_dask,
+    run_local,
+)
 from .groups import make_groups
 from .inputs import arrays_sha256, load_data, n_classes_of
 from .progress import Progress
@@ -133,7 +141,9 @@ def run(
         ``"local"`` trains groups one after another in this process; ``"dask"``
         submits each group as a task to a Dask cluster: the one ``scheduler`` names,
         or else a ``LocalCluster`` started for the sweep, sized to this machine (see
-        :func:`~sgdcore.sweep.executors.local_slices`) and closed at the end.
+        :func:`~sgdcore.sweep.executors.local_slices`) and closed at the end (its
+        worker processes are spawned: in a script, call this under
+        ``if __name__ == "__main__":``).
     client : distributed.Client, optional
         For ``executor="dask"``: the same as passing it as ``scheduler``.
     scheduler : str or distributed.Client, optional
@@ -180,6 +190,8 @@ def run(
         raise ValueError(
             f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
         )
+    if executor == "dask":
+        require_dask()
     arrays, groups, manifest = plan(spec, data)
     job = {
         "model": spec.model,
