@@ -36,7 +36,7 @@ TINY = {
     momentum_scaling: {"hidden": 8, "time": 20.0, "seeds": 2},
     langevin: {"hidden": 4, "n_train": 100, "steps": 80, "thin": 10, "chains": 1},
     momentum_noise: {
-        "lrs": [0.3],
+        "lrs": [0.003, 0.3],
         "momenta": [0.0],
         "logistic_lrs": [0.5],
         "replicas": 8,
