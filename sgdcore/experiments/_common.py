@@ -81,6 +81,11 @@ def positive_int(text: str) -> int:
     return _flag_value(text, int, lambda v: v >= 1, "an integer >= 1")
 
 
+def nonnegative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (a seed)."""
+    return _flag_value(text, int, lambda v: v >= 0, "an integer >= 0")
+
+
 def positive_float(text: str) -> float:
     """An argparse ``type``: a finite number > 0."""
     return _flag_value(text, float, lambda v: 0 < v < float("inf"), "a finite number > 0")

@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _common as C
+
 NAME = "langevin"
 
 FULL = {"hidden": 32, "n_train": 1000, "l2": 10.0, "chains": 4, "steps": 5000, "thin": 25}
@@ -62,12 +64,10 @@ STEP_RATIO = 0.2
 STARTS = ("A", "B", "midpoint")
 
 
-def _data(n_train, download):
-    from .. import data
+def _data(table):
+    from ..sweep import load_data
 
-    pool = data.mnist("all", download=download, dtype=np.float64)
-    train, test = data.subset(pool, n_train=n_train, n_test=min(2000, len(pool) - n_train))
-    return train, test
+    return load_data(table, "float64")
 
 
 def _minimum(model, train, l2, seed, backend):
@@ -115,8 +115,22 @@ def _error(model, theta, test, backend):
     return 1.0 - accuracy(model, theta, test.X, test.y, backend=backend)
 
 
-def run(*, quick=False, seed=0, backend="auto", download=False, **overrides) -> pd.DataFrame:
+def run(
+    *,
+    quick=False,
+    seed=0,
+    backend="auto",
+    data=None,
+    data_split=None,
+    download=False,
+    offline_ok=False,
+    **overrides,
+) -> pd.DataFrame:
     """Find two minima, sample from each and from their midpoint; one row per sample.
+
+    ``data``, ``data_split``, ``download`` and ``offline_ok`` choose the data as for
+    every experiment (see :func:`sgdcore.data.load_pools`); the training set is
+    ``n_train`` examples of it.
 
     Returns
     -------
@@ -129,10 +143,12 @@ def run(*, quick=False, seed=0, backend="auto", download=False, **overrides) -> 
     """
     from ..models import MLP
     from ..sample import langevin, split_rhat
+    from ..sweep.inputs import n_classes_of
 
     p = {**(QUICK if quick else FULL), **{k: v for k, v in overrides.items() if v is not None}}
-    train, test = _data(p["n_train"], download)
-    model = MLP(784, p["hidden"], 10)
+    table = C.data_table(data, data_split, download, offline_ok, n_train=int(p["n_train"]))
+    train, test = _data(table)
+    model = MLP(train.X.shape[1], p["hidden"], n_classes_of(train, test))
     l2 = p["l2"]
     minima = {}
     for name, s in (("A", 0), ("B", 1)):
@@ -379,32 +395,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results") / NAME, help="output folder (%(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the chains")
-    parser.add_argument("--backend", default="auto", help="kernels: auto, numpy, numba or cpp")
-    parser.add_argument("--hidden", type=int, default=None, help="hidden units (8 quick, 32)")
-    parser.add_argument("--steps", type=int, default=None, help="Langevin steps per chain")
+    parser.add_argument("--seed", type=C.nonnegative_int, default=0, help="seed of the chains")
     parser.add_argument(
-        "--download", action="store_true", help="download full MNIST if no copy is found"
+        "--backend", type=C.backend_name, default="auto", help="kernels: auto, numpy, numba or cpp"
     )
+    parser.add_argument(
+        "--hidden", type=C.positive_int, default=None, help="hidden units (8 quick, 32)"
+    )
+    parser.add_argument(
+        "--steps", type=C.positive_int, default=None, help="Langevin steps per chain"
+    )
+    C.add_data_arguments(parser)
 
 
 def main(args) -> int:
     from ..results import environment
     from ._common import write_outputs
 
-    for flag in ("seed",):
-        if getattr(args, flag) < 0:
-            raise SystemExit(f"sgdcore run {NAME}: --{flag} must be >= 0")
-    for flag in ("hidden", "steps"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise SystemExit(f"sgdcore run {NAME}: --{flag} must be >= 1, got {value}")
     start = time.perf_counter()
     df = run(
         quick=args.quick,
         seed=args.seed,
         backend=args.backend,
-        download=args.download,
+        **C.data_kwargs(args),
         hidden=args.hidden,
         steps=args.steps,
     )
@@ -414,6 +427,6 @@ def main(args) -> int:
     summary = {"quick": bool(args.quick), "seconds": round(seconds, 1), **summary}
     df.attrs = {"manifest": {"environment": environment(args.backend)}}
     out = write_outputs(args.out, NAME, df, figures, summary, md)
-    print(md)
+    print(C.terminal_text(md, out))
     print(f"\nwrote {out}/results.parquet, langevin_chains.png, summary.md ({seconds:.0f} s)")
     return 0

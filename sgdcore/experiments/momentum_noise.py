@@ -40,7 +40,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _common as C
+
 NAME = "momentum-noise"
+#: The experiment builds its own problems (a quadratic, synthetic logistic data), so it
+#: takes no data options.
+TAKES_DATA = False
 
 N_QUAD = 1000
 FULL = {
@@ -373,9 +378,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("results") / NAME, help="output folder (%(default)s)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every simulation")
     parser.add_argument(
-        "--backend", default="auto", help="backend of the logistic gradients (auto, numpy, ...)"
+        "--seed", type=C.nonnegative_int, default=0, help="seed of every simulation"
+    )
+    parser.add_argument(
+        "--backend",
+        type=C.backend_name,
+        default="auto",
+        help="backend of the logistic gradients (auto, numpy, ...)",
     )
 
 
@@ -383,8 +393,6 @@ def main(args) -> int:
     from ..results import environment
     from ._common import write_outputs
 
-    if args.seed < 0:
-        raise SystemExit(f"sgdcore run {NAME}: --seed must be >= 0, got {args.seed}")
     start = time.perf_counter()
     df = run(quick=args.quick, seed=args.seed, backend=args.backend)
     figures = plot(df)
@@ -393,6 +401,6 @@ def main(args) -> int:
     summary = {"quick": bool(args.quick), "seconds": round(seconds, 1), **summary}
     df.attrs = {"manifest": {"environment": environment(args.backend)}}
     out = write_outputs(args.out, NAME, df, figures, summary, md)
-    print(md)
+    print(C.terminal_text(md, out))
     print(f"\nwrote {out}/results.parquet, momentum_noise.png, summary.md ({seconds:.0f} s)")
     return 0

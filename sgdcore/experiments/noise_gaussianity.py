@@ -89,11 +89,10 @@ FIGURES = ("fig9_histograms", "fig9c_moments_vs_batch")
 CLOSE_KS, CLOSE_SKEW, CLOSE_KURT = 0.05, 0.5, 1.0
 
 
-def _data(n_train, download):
+def _data(table):
     from ..sweep import load_data
 
-    train, test = load_data({**C.DATA, "n_train": n_train, "download": download}, "float64")
-    return train, test
+    return load_data(table, "float64")
 
 
 def _thetas(model, train, test, p, seed, backend):
@@ -158,10 +157,16 @@ def run(
     checkpoints=None,
     executor: str = "local",
     scheduler=None,
+    data=None,
+    data_split=None,
     download: bool = False,
+    offline_ok: bool = False,
     keep_samples: bool = True,
 ) -> pd.DataFrame:
     """Measure the gradient noise's departure from a Gaussian.
+
+    ``data``, ``data_split``, ``download`` and ``offline_ok`` choose the data as for
+    every experiment (see :func:`sgdcore.data.load_pools`).
 
     Returns
     -------
@@ -174,15 +179,16 @@ def run(
     """
     from ..models import MLP
     from ..results import environment
+    from ..sweep.inputs import n_classes_of
 
     if executor != "local":
         raise ValueError(f"{NAME} runs in-process only (executor 'local'), got {executor!r}")
     del out, scheduler  # nothing is stored between runs: the experiment is short
     p = C.parameters(QUICK if quick else FULL, hidden=hidden, seeds=seeds, checkpoints=checkpoints)
     n = C.DATA["n_train"] if n_train is None else int(n_train)
-    train, test = _data(n, download)
+    train, test = _data(C.data_table(data, data_split, download, offline_ok, n_train=n))
     X, y = np.ascontiguousarray(train.X), np.ascontiguousarray(train.y, dtype=np.int64)
-    model = MLP(X.shape[1], int(p["hidden"]), 10)
+    model = MLP(X.shape[1], int(p["hidden"]), n_classes_of(train, test))
     rows, samples = [], {}
     for seed in range(int(p["seeds"])):
         for step, (theta, acc) in _thetas(model, train, test, p, seed, backend).items():
@@ -507,7 +513,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     parser.add_argument(
-        "--n-train", type=int, default=None, help="training examples N (default 1000)"
+        "--n-train", type=C.positive_int, default=None, help="training examples N (default 1000)"
     )
     parser.add_argument(
         "--checkpoints",

@@ -158,7 +158,7 @@ def make_spec(
     steps=None,
     small=None,
     backend: str = "auto",
-    download: bool = False,
+    data=None,
 ) -> sweep.SweepSpec:
     """B = ``small`` and B = N, with ``l2 = 0`` and ``l2``, several seeds."""
     p = C.parameters(QUICK if quick else FULL, hidden=hidden, seeds=seeds, steps=steps, small=small)
@@ -174,7 +174,7 @@ def make_spec(
         steps=p["steps"],
         eval={"log": p["evals"]},
         model={"kind": "mlp", "hidden": p["hidden"]},
-        data={**C.DATA, "download": download},
+        data=C.data_table(data),
         backend=backend,
     )
 
@@ -193,9 +193,15 @@ def run(
     client=None,
     scheduler=None,
     progress=None,
+    data=None,
+    data_split=None,
     download: bool = False,
+    offline_ok: bool = False,
 ) -> pd.DataFrame:
     """The evidence scan, then the sweep at ``l2 = 0`` and the chosen ``l2``.
+
+    ``data``, ``data_split``, ``download`` and ``offline_ok`` choose the data as for
+    every experiment (see :func:`sgdcore.data.load_pools`).
 
     Returns
     -------
@@ -204,12 +210,14 @@ def run(
         (:func:`evidence_scan`) and ``df.attrs["l2"]`` the chosen coefficient.
     """
     from ..models import MLP
+    from ..sweep.inputs import n_classes_of
 
     p = C.parameters(QUICK if quick else FULL, hidden=hidden, lambdas=lambdas)
     if len(p["lambdas"]) == 0 or min(p["lambdas"]) <= 0:
         raise ValueError(f"lambdas must be values > 0, got {p['lambdas']!r}")
-    train, test = sweep.load_data({**C.DATA, "download": download}, "float32")
-    model = MLP(train.X.shape[1], int(p["hidden"]), 10)
+    table = C.data_table(data, data_split, download, offline_ok)
+    train, test = sweep.load_data(table, "float32")
+    model = MLP(train.X.shape[1], int(p["hidden"]), n_classes_of(train, test))
     scan = evidence_scan(model, train, test, p["lambdas"], p, backend)
     best = float(scan.loc[scan["log_ratio"].idxmin(), "l2"])
     spec = make_spec(
@@ -220,7 +228,7 @@ def run(
         steps=steps,
         small=small,
         backend=backend,
-        download=download,
+        data=table,
     )
     df = C.run_sweep(spec, out, executor, client, scheduler, progress)
     df.attrs["evidence"] = scan
@@ -488,11 +496,13 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument("--steps", type=int, default=None, help="SGD steps per run")
-    parser.add_argument("--small", type=int, default=None, help="the small batch size (30)")
+    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
+    parser.add_argument(
+        "--small", type=C.positive_int, default=None, help="the small batch size (30)"
+    )
     parser.add_argument(
         "--lambdas",
-        type=float,
+        type=C.positive_float,
         nargs="+",
         default=None,
         help="the l2 grid the evidence chooses from (summed-cost convention)",
@@ -500,8 +510,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    if args.lambdas is not None and min(args.lambdas) <= 0:
-        raise SystemExit(f"sgdcore run {NAME}: --lambdas must all be > 0, got {args.lambdas}")
     return C.experiment_main(
         sys.modules[__name__],
         args,
