@@ -999,7 +999,7 @@ def main(args) -> int:
             log=print,
         )
     except (TuneError, StoreError, DataError, FileNotFoundError, BackendUnavailable) as exc:
-        raise SystemExit(f"sgdcore tune: {exc}") from None
+        raise SystemExit(f"tune: {exc}") from None
     shown = table.drop(columns=[c for c in table.columns if c.startswith("seed")])
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(shown.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

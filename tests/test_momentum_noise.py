@@ -59,6 +59,7 @@ def test_outputs_and_verdicts(outputs):
     assert "agrees" in md and "| claim |" in md
 
 
-def test_bad_seed_is_one_line():
-    with pytest.raises(SystemExit, match="--seed must be >= 0"):
-        cli.main(["run", "momentum-noise", "--seed", "-1", "--out", "/nonexistent/x"])
+def test_bad_seed_is_one_line(capsys):
+    assert cli.main(["run", "momentum-noise", "--seed", "-1", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: expected an integer >= 0, got '-1'" in err and err.count("\n") == 1

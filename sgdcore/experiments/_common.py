@@ -246,26 +246,17 @@ def batch_grid(lo: float, hi: float, n: int) -> list[int]:
     return sorted(set(out))
 
 
-def run_sweep(spec, out=None, executor="local", client=None, scheduler=None, progress=None):
-    """Run ``spec`` into ``<out>/store`` (a temporary folder when ``out`` is None)."""
+def run_sweep(
+    spec, out=None, executor="local", client=None, scheduler=None, progress=None, data=None
+):
+    """Run ``spec`` into ``<out>/store`` (a temporary folder when ``out`` is None);
+    ``data``, the ``(train, test)`` pair already drawn for ``spec``, saves drawing it again.
+    """
+    kwargs = {"executor": executor, "client": client, "scheduler": scheduler}
     if out is None:
         with tempfile.TemporaryDirectory(prefix="sgdcore-") as tmp:
-            return sweep.run(
-                spec,
-                Path(tmp) / "store",
-                executor=executor,
-                client=client,
-                scheduler=scheduler,
-                progress=progress,
-            )
-    return sweep.run(
-        spec,
-        Path(out) / "store",
-        executor=executor,
-        client=client,
-        scheduler=scheduler,
-        progress=progress,
-    )
+            return sweep.run(spec, Path(tmp) / "store", data=data, progress=progress, **kwargs)
+    return sweep.run(spec, Path(out) / "store", data=data, progress=progress, **kwargs)
 
 
 def final_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -449,7 +440,8 @@ def bopt_axes(ax, x, bopt: pd.DataFrame, fit, xlabel: str, predicted_label: str,
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("optimum batch size B_opt")
-    ax.legend(loc="upper left")
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when no setting trained
+        ax.legend(loc="upper left")
 
 
 def _interval(fit) -> str:
@@ -886,12 +878,12 @@ def search_batch_sizes(spec, out, col, max_runs, progress, sweep_args) -> pd.Dat
         search did (rounds, runs, budget, whether the budget stopped it).
     """
     out = Path(out)
-    df0 = run_sweep(spec, out, progress=progress, **sweep_args)
+    data = sweep.load_data(spec.data)  # drawn once, for the initial grid and every cell
+    df0 = run_sweep(spec, out, progress=progress, data=data, **sweep_args)
     manifest = df0.attrs.get("manifest", {})
     seeds = sorted(int(v) for v in df0["seed"].unique())
     n_classes = n_classes_of(df0)
     frames = [df0]
-    data = sweep.load_data(spec.data)
     base = spec.to_dict()
 
     def n_of(v):

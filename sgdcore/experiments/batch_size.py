@@ -137,17 +137,18 @@ def plot(df: pd.DataFrame) -> dict:
     C.accuracy_vs_batch(ax, df, "lr", lambda v: f"ε = {v:g}", legend=False, zoom=0.12)
     bo = a["bopt"]
     where = bo["b_opt"] if a["interior_optimum"] else bo["b_peak"]
-    ax.axvline(where, color=C.COLORS["fit"], lw=1.2, ls="--")
-    if a["interior_optimum"]:
-        ax.axvspan(bo["b_opt_lo"], bo["b_opt_hi"], color=C.COLORS["fit"], alpha=0.15, lw=0)
-    ax.annotate(
-        f"B_opt ≈ {bo['b_opt']:.0f}" if a["interior_optimum"] else f"B_opt {bo['label']}",
-        xy=(where, 0.93),
-        xycoords=("data", "axes fraction"),
-        xytext=(4, 0),
-        textcoords="offset points",
-        color=C.COLORS["fit"],
-    )
+    if where is not None:  # None: no batch size trained, so there is no optimum to mark
+        ax.axvline(where, color=C.COLORS["fit"], lw=1.2, ls="--")
+        if a["interior_optimum"]:
+            ax.axvspan(bo["b_opt_lo"], bo["b_opt_hi"], color=C.COLORS["fit"], alpha=0.15, lw=0)
+        ax.annotate(
+            f"B_opt ≈ {bo['b_opt']:.0f}" if a["interior_optimum"] else f"B_opt {bo['label']}",
+            xy=(where, 0.93),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, 0),
+            textcoords="offset points",
+            color=C.COLORS["fit"],
+        )
     ax.set_title(_title(df, "final test accuracy"))
     return {"fig4a_curves": fig_a, "fig4b_accuracy_vs_batch": fig_b}
 

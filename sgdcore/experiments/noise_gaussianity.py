@@ -526,9 +526,9 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     if args.n_train is not None and args.n_train < 2:
-        raise SystemExit(f"sgdcore run {NAME}: --n-train must be >= 2, got {args.n_train}")
+        raise SystemExit(f"--n-train must be >= 2, got {args.n_train}")
     if args.checkpoints is not None and min(args.checkpoints) < 0:
-        raise SystemExit(f"sgdcore run {NAME}: --checkpoints must be >= 0")
+        raise SystemExit("--checkpoints must be >= 0")
     return C.experiment_main(
         sys.modules[__name__],
         args,
