@@ -102,10 +102,12 @@ def test_two_worker_processes_give_the_local_result_bitwise(spec_file, local, cl
     df = sweep.run(spec, tmp_path / "s", executor="dask", scheduler=client)  # or client=
     assert_same(df, local)
     assert_same(sweep.load(tmp_path / "s"), local)
-    # the groups were trained by both worker processes, none in this one
+    # the groups were trained by the worker processes, none in this one (which workers
+    # got them is the scheduler's choice: on a busy machine one may take them all)
     store = sweep.ResultStore(tmp_path / "s", sweep.read_manifest(tmp_path / "s"))
     pids = {store.group_info(g["id"])["pid"] for g in store.manifest["groups"]}
-    assert pids == set(client.run(os.getpid).values())
+    assert pids and pids <= set(client.run(os.getpid).values())
+    assert os.getpid() not in pids
 
 
 # -- faults ----------------------------------------------------------------------------------
