@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -589,6 +590,22 @@ def experiment_main(module, args, **kwargs) -> int:
     out = write_outputs(args.out, module.NAME, df, figures, summary, md)
     print(terminal_text(md, out))
     print(f"\nwrote {out}/results.parquet, {', '.join(f'{k}.png' for k in figures)}, summary.md")
+    return 0
+
+
+def finish_in_process(module, args, df: pd.DataFrame, start: float) -> int:
+    """Plot, summarise and write the outputs of an experiment that runs in-process
+    (no sweep store); print its summary and the files written.
+    """
+    figures = module.plot(df)
+    summary, md = module.summarize(df)
+    seconds = time.perf_counter() - start
+    summary = {"quick": bool(args.quick), "seconds": round(seconds, 1), **summary}
+    df.attrs = {"manifest": {"environment": environment(args.backend)}}
+    out = write_outputs(args.out, module.NAME, df, figures, summary, md)
+    print(terminal_text(md, out))
+    names = ", ".join(f"{k}.png" for k in figures)
+    print(f"\nwrote {out}/results.parquet, {names}, summary.md ({seconds:.0f} s)")
     return 0
 
 

@@ -45,6 +45,7 @@ Run it as ``sgdcore run langevin [--quick] [--out DIR]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -409,8 +410,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..results import environment
-    from ._common import write_outputs
 
     start = time.perf_counter()
     df = run(
@@ -421,12 +420,4 @@ def main(args) -> int:
         hidden=args.hidden,
         steps=args.steps,
     )
-    figures = plot(df)
-    summary, md = summarize(df)
-    seconds = time.perf_counter() - start
-    summary = {"quick": bool(args.quick), "seconds": round(seconds, 1), **summary}
-    df.attrs = {"manifest": {"environment": environment(args.backend)}}
-    out = write_outputs(args.out, NAME, df, figures, summary, md)
-    print(C.terminal_text(md, out))
-    print(f"\nwrote {out}/results.parquet, langevin_chains.png, summary.md ({seconds:.0f} s)")
-    return 0
+    return C.finish_in_process(sys.modules[__name__], args, df, start)

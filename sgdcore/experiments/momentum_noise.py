@@ -34,6 +34,7 @@ Run it as ``sgdcore run momentum-noise [--quick] [--out DIR]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -390,17 +391,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from ..results import environment
-    from ._common import write_outputs
 
     start = time.perf_counter()
     df = run(quick=args.quick, seed=args.seed, backend=args.backend)
-    figures = plot(df)
-    summary, md = summarize(df)
-    seconds = time.perf_counter() - start
-    summary = {"quick": bool(args.quick), "seconds": round(seconds, 1), **summary}
-    df.attrs = {"manifest": {"environment": environment(args.backend)}}
-    out = write_outputs(args.out, NAME, df, figures, summary, md)
-    print(C.terminal_text(md, out))
-    print(f"\nwrote {out}/results.parquet, momentum_noise.png, summary.md ({seconds:.0f} s)")
-    return 0
+    return C.finish_in_process(sys.modules[__name__], args, df, start)
