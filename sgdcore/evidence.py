@@ -48,7 +48,7 @@ import numpy as np
 import scipy.linalg as sl
 
 from . import _validate as chk
-from ._blas import one_blas_thread
+from ._blas import norm, one_blas_thread
 from .curvature import ConvergenceError, HessianOperator, hessian, slq
 from .losses import loss_and_grad
 from .models import LogisticRegression
@@ -226,9 +226,7 @@ def _reduction(model, X):
 
 
 def _norm(x) -> float:
-    # einsum, not np.linalg.norm: NumPy's BLAS would wake a second thread pool beside
-    # the compiled kernels' (SciPy's), whose spinning threads slow them down.
-    return float(np.sqrt(np.einsum("i,i->", x, x)))
+    return norm(x)
 
 
 def _cost_grad(model, theta, X, y, l2, backend):

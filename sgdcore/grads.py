@@ -39,7 +39,8 @@ import os
 import numpy as np
 
 from . import _validate as chk
-from ._backend import get_kernel
+from ._backend import flags, get_kernel
+from ._blas import sqnorm
 
 __all__ = [
     "GRAM_MAX_N",
@@ -142,7 +143,7 @@ def _slices(n: int, rows: int):
 
 def _sqnorm(a: np.ndarray) -> float:
     """``|a|^2`` accumulated in float64 (no float64 copy of ``a``)."""
-    return float(np.einsum("i,i->", a, a, dtype=np.float64))
+    return sqnorm(a)
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
@@ -234,10 +235,10 @@ def per_example_grads(
     3 (1, 4)
     """
     theta, X, y = chk.check_data(model, theta, X, y, finite=False)
-    _, kernel = get_kernel(model, "per_example_grads", backend, (theta, X))
-    # A kernel marked `checks_finite` returns False when it wrote NaN or inf, which for
+    name, kernel = get_kernel(model, "per_example_grads", backend, (theta, X))
+    # A kernel flagged `checks_finite` returns False when it wrote NaN or inf, which for
     # finite theta means X holds one: it saves the separate pass over X.
-    fused = chunk_size is None and getattr(kernel, "checks_finite", False)
+    fused = chunk_size is None and "checks_finite" in flags(model.kind, "per_example_grads", name)
     if check_finite:
         chk.check_finite("theta", theta)
         if not fused:

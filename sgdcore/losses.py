@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import get_kernel
+from ._blas import sqnorm
 
 __all__ = ["accuracy", "loss", "loss_and_grad", "predict_proba"]
 
@@ -19,11 +20,7 @@ __all__ = ["accuracy", "loss", "loss_and_grad", "predict_proba"]
 def _finish(model, theta, ce, grad, n, reduction, l2):
     """Add the L2 term to the summed cross-entropy (and gradient) and apply reduction."""
     scale = 1.0 / n if reduction == "mean" else 1.0
-    # einsum, not np.dot: NumPy's BLAS would wake a second thread pool beside the one
-    # the compiled kernels use (SciPy's), and its spinning threads halve their speed.
-    total = ce + (
-        0.5 * l2 * float(np.einsum("i,i->", theta, theta, dtype=np.float64)) if l2 else 0.0
-    )
+    total = ce + (0.5 * l2 * sqnorm(theta) if l2 else 0.0)
     if grad is not None:
         if l2:
             grad += np.asarray(l2, dtype=theta.dtype) * theta

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import resolve
-from ._blas import blas_pools
+from ._blas import blas_pools, sqnorm
 from .losses import loss_and_grad
 from .philox import BatchStream
 
@@ -328,7 +328,7 @@ def _chain(model, theta, X, y, lr, l2, temperature, steps, keep, rng, stream, b,
         ce, _ = loss_and_grad(
             model, theta, Xb, yb, reduction="mean", out=grad, backend=backend, check_finite=False
         )
-        sq = float(np.einsum("i,i->", theta, theta, dtype=np.float64))
+        sq = sqnorm(theta)
         cost[t - 1] = n * ce + 0.5 * l2 * sq
         # theta <- (1 - ε l2/N) theta - ε g + sqrt(2 ε T / N) ξ, g the mean CE gradient
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below

@@ -699,7 +699,7 @@ def _b_simple(model, train, val, point: Point, steps: int, backend, dtype, root)
 
     from .grads import gradient_noise
     from .results import atomic_write
-    from .train import train as sgd
+    from .training import train as sgd
 
     key = f"{_label(point.batch_size, point.lr, point.momentum)}-steps{steps}-{dtype}"
     cache = None if root is None else root / "b_simple.json"

@@ -96,7 +96,7 @@ def evidence_scan(model, train, test, lambdas, p, backend="auto") -> pd.DataFram
         std_error, grad_norm, n_excluded, test_accuracy, test_cross_entropy``.
     """
     from ..evidence import laplace
-    from ..train import train as sgd
+    from ..training import train as sgd
 
     lambdas = [float(v) for v in lambdas]
     n = len(train)

@@ -67,7 +67,7 @@ def run_group(group: Group, job: dict, arrays, progress=None):
         ``host``, process id (``pid``) and number of ``cores`` it could use that
         trained the group.
     """
-    from ..train import train
+    from ..training import train
 
     X, y, Xt, yt = arrays
     model = build_model(job["model"], X.shape[1], job["n_classes"])

@@ -70,6 +70,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _backend
+
 __all__ = ["DEFAULTS", "RUN_KEYS", "SpecError", "SweepSpec"]
 
 #: The hyper-parameters of one run, in the order tables list them.
@@ -104,7 +106,6 @@ _DATA_KEYS = (
 )
 #: Data keys that say how to get the data, not which data: left out of the spec's hash.
 _DATA_ACCESS = ("download", "offline_ok")
-_BACKENDS = ("auto", "numpy", "numba", "cpp", "cuda")
 #: Memory a group may use for its parameters, velocities, gradients and activations.
 GROUP_MEMORY_BYTES = 1 << 30
 #: Most models trained together in one group.
@@ -197,8 +198,9 @@ class SweepSpec:
         object.__setattr__(self, "data", _check_data(self.data))
         if self.dtype not in ("float32", "float64"):
             raise SpecError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.backend not in _BACKENDS:
-            raise SpecError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        backends = ("auto", *_backend.BACKENDS)
+        if self.backend not in backends:
+            raise SpecError(f"backend must be one of {backends}, got {self.backend!r}")
         _check_backend_usable(self.backend)
         if self.max_group is not None:
             object.__setattr__(self, "max_group", _int("max_group", self.max_group, 1))

@@ -157,17 +157,17 @@ def _call(model, theta, X, y, Vt, out, state, exact):
     _products(theta, X, y, Vt, out, A, state[1], True, exact, kind, D, H, C)
 
 
-@register("hvp", "numba")
+@register("hvp", "numba", threads="blas")
 def hvp(model, theta, X, y, Vt, out, state=None):
     _call(model, theta, X, y, Vt, out, state, True)
 
 
-@register("ggn_vp", "numba")
+@register("ggn_vp", "numba", threads="blas")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
     _call(model, theta, X, y, Vt, out, state, False)
 
 
-@register("curvature_state", "numba")
+@register("curvature_state", "numba", threads="blas")
 def curvature_state(model, theta, X):
     A, Pm = _state(theta, X, *dims(model))
     return (A if model.kind == "mlp" else None), Pm
@@ -215,7 +215,7 @@ def _hessian(theta, X, out, kind, D, C):
                             out[index[c2, b], ia] += G[a, b]
 
 
-@register("hessian", "numba", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "numba", threads="blas")
 def hessian(model, theta, X, out):
     kind, D, _, C = dims(model)
     _hessian(theta, X, out, kind, D, C)

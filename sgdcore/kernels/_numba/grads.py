@@ -88,7 +88,7 @@ def _write_rows(X, A, R, dA, out, kind, D, H, C):
                 row[K * D + c] = R[i, c]
 
 
-@register("per_example_grads", "numba")
+@register("per_example_grads", "numba", threads="blas")
 def per_example_grads(model, theta, X, y, out):
     d = dims(model)
     A, R, dA = residuals(theta, X, y, *d)
@@ -101,7 +101,7 @@ def _sqnorms(theta, X, y, out, kind, D, H, C):
     sqnorms(X, A, R, dA, kind, out)
 
 
-@register("per_example_grad_norms", "numba")
+@register("per_example_grad_norms", "numba", threads="blas")
 def per_example_grad_sqnorms(model, theta, X, y, out):
     _sqnorms(theta, X, y, out, *dims(model))
 
@@ -125,9 +125,9 @@ def _noise(theta, X, y, grad, out, kind, D, H, C):
     return total
 
 
-@register("gradient_noise", "numba")
-def gradient_noise(model, theta, X, y, grad, sqnorms_out):
-    return _noise(theta, X, y, grad, sqnorms_out, *dims(model))
+@register("gradient_noise", "numba", threads="blas")
+def gradient_noise(model, theta, X, y, grad, sqnorms):
+    return _noise(theta, X, y, grad, sqnorms, *dims(model))
 
 
 @njit(cache=True)
@@ -184,7 +184,7 @@ def _cov_matvec(theta, X, y, Vt, shift, out, ssum, kind, D, H, C):
                     g1[c] += Rs[i, c]
 
 
-@register("cov_matvec", "numba")
+@register("cov_matvec", "numba", threads="blas")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
     _cov_matvec(theta, X, y, Vt, shift, out, ssum, *dims(model))
 
@@ -210,6 +210,6 @@ def _grad_gram(theta, X, y, out, kind, D, H, C):
         _layer_gram(R, X, out)
 
 
-@register("grad_gram", "numba")
+@register("grad_gram", "numba", threads="blas")
 def grad_gram(model, theta, X, y, out):
     _grad_gram(theta, X, y, out, *dims(model))

@@ -13,7 +13,6 @@ import numpy as np
 from numba import njit, prange
 
 from ..._backend import register
-from ..._blas import one_blas_thread
 from ...philox import STREAM_BATCHES
 from .._cpp.dims import dims
 from .passes import views
@@ -294,32 +293,13 @@ def evaluate(thetas, live, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out):
             _evaluate_model(k, thetas, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out)
 
 
-@register("train", "numba")
-def train(
-    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
-):
-    """Models run in parallel (Numba threads), each with single-threaded BLAS, a lone
-    model too: threaded BLAS rounds differently, and a model's numbers must not depend
-    on the size of its group.
+@register("train", "numba", threads="own")
+def train(job):
+    """Models run in parallel (Numba threads), each with single-threaded BLAS (thread
+    policy ``"own"``), a lone model too: threaded BLAS rounds differently, and a model's
+    numbers must not depend on the size of its group.
     """
-    with one_blas_thread():
-        return _train(
-            model,
-            X,
-            Y,
-            Xte,
-            yte,
-            thetas,
-            seeds,
-            n_train,
-            lr,
-            momentum,
-            l2,
-            B,
-            steps,
-            evals,
-            progress,
-        )
+    return _train(*job.positional())
 
 
 def _train(

@@ -106,17 +106,17 @@ def _products(model, theta, X, y, Vt, out, state, exact):
             G["b1"] += Rda.sum(axis=0)
 
 
-@register("hvp", "numpy")
+@register("hvp", "numpy", threads="blas")
 def hvp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, True)
 
 
-@register("ggn_vp", "numpy")
+@register("ggn_vp", "numpy", threads="blas")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, False)
 
 
-@register("curvature_state", "numpy")
+@register("curvature_state", "numpy", threads="blas")
 def curvature_state(model, theta, X):
     n = X.shape[0]
     rows = chunk_rows(model, n)
@@ -130,7 +130,7 @@ def curvature_state(model, theta, X):
     return A, Pm
 
 
-@register("hessian", "numpy", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "numpy", threads="blas")
 def hessian(model, theta, X, out):
     D, K = model.n_features, model.n_outputs
     n = X.shape[0]

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
-from ..._blas import one_blas_thread
 from ...philox import BatchStream
+from ..contracts import OwnWhen
 from .passes import backward, forward, residual
 
 #: Elements of the largest [K, rows, width] activation block of one evaluation chunk.
@@ -81,34 +81,22 @@ def evaluate(model, thetas, X, Y, Xte, yte, n_train):
     return correct / M, test_ce / M, train_ce / n_train
 
 
-@register("train", "numpy")
-def train(
-    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
-):
-    """Train ``thetas`` (K, P) in place; return ``(metrics (K, E, 3), div_step (K,))``.
+def _small_batch(job) -> bool:
+    """Below B = 64 the GEMMs are too small for BLAS threads to pay (and on a busy
+    machine they spin): BLAS then runs on one thread.
+    """
+    return job.batch_size < 64
+
+
+@register("train", "numpy", threads=OwnWhen(_small_batch))
+def train(job):
+    """Train ``job.thetas`` (K, P) in place; return ``(metrics (K, E, 3), div_step (K,))``.
 
     Overflow and NaN are expected when a model diverges (it is then frozen), so
-    floating-point warnings are silenced inside the run. Below B = 64 the GEMMs are too
-    small for BLAS threads to pay (and on a busy machine they spin), so BLAS runs on one.
+    floating-point warnings are silenced inside the run.
     """
-    with np.errstate(all="ignore"), one_blas_thread(B < 64):
-        return _train(
-            model,
-            X,
-            Y,
-            Xte,
-            yte,
-            thetas,
-            seeds,
-            n_train,
-            lr,
-            momentum,
-            l2,
-            B,
-            steps,
-            evals,
-            progress,
-        )
+    with np.errstate(all="ignore"):
+        return _train(*job.positional())
 
 
 def _train(

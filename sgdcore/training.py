@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import get_kernel
+from .kernels.contracts import TrainJob
 from .philox import _MAX_N, _check_seed
 
 __all__ = ["DIVERGENCE_FACTOR", "diverged", "train"]
@@ -338,9 +339,24 @@ def train(
         raise TypeError("progress must be None or a callable taking the number of steps done")
 
     name, kernel = get_kernel(model, "train", backend, (X,))
-    metrics, div_step = kernel(
-        model, X, Y, Xte, yte, thetas, seeds_arr, nk, lr_, mom, l2_, B, steps, evals, progress
+    job = TrainJob(
+        model=model,
+        X=X,
+        Y=Y,
+        X_test=Xte,
+        y_test=yte,
+        thetas=thetas,
+        seeds=seeds_arr,
+        n_train=nk,
+        lr=lr_,
+        momentum=mom,
+        l2=l2_,
+        batch_size=B,
+        steps=steps,
+        evals=evals,
+        progress=progress,
     )
+    metrics, div_step = kernel(job)
 
     E = evals.shape[0]
     step = np.tile(evals, K)
