@@ -39,7 +39,7 @@ class PredictProba:
     """Class probabilities of the MLP on 10,000 test digits."""
 
     QUANTITY = "predict_proba"
-    params = (["numpy"], ["float32", "float64"])
+    params = (BACKENDS, ["float32", "float64"])
     param_names = ["backend", "dtype"]
 
     def setup(self, backend, dtype):
