@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 
 @functools.cache
@@ -27,3 +28,13 @@ def blas_pools():
 def one_blas_thread(when: bool = True):
     """Context limiting BLAS to one thread (``when``), else doing nothing."""
     return blas_pools().limit(limits=1, user_api="blas") if when else contextlib.nullcontext()
+
+
+def cores() -> int:
+    """Cores this process may run on (its CPU affinity): what every engine sizes its
+    threads by.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

@@ -11,7 +11,6 @@ import numpy as np
 from ... import _cpu
 from ..._backend import register
 from ..._blas import one_blas_thread
-from .dims import dims
 from .sparse import sparse_inputs
 
 
@@ -22,7 +21,7 @@ def _state_args(state):
 def _products(fn, model, theta, X, y, Vt, out, state):
     sparse = sparse_inputs(model, X)
     with one_blas_thread(sparse):
-        fn(*dims(model), theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
+        fn(*model.dims, theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
 
 
 @register("hvp", "cpp")
@@ -42,10 +41,10 @@ def curvature_state(model, theta, X):
     Pm = np.empty((n, model.n_outputs), X.dtype)
     sparse = sparse_inputs(model, X)
     with one_blas_thread(sparse):
-        _cpu.curvature_state(*dims(model), theta, X, A, Pm, sparse=sparse)
+        _cpu.curvature_state(*model.dims, theta, X, A, Pm, sparse=sparse)
     return A, Pm
 
 
 @register("hessian", "cpp", kinds=("logistic_binary", "logistic_softmax"))
 def hessian(model, theta, X, out):
-    _cpu.logistic_hessian(*dims(model), theta, X, out)
+    _cpu.logistic_hessian(*model.dims, theta, X, out)

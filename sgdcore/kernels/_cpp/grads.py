@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from ... import _cpu
 from ..._backend import register
-from .dims import dims
 
 
 @register("per_example_grads", "cpp")
 def per_example_grads(model, theta, X, y, out):
-    return _cpu.per_example_grads(*dims(model), theta, X, y, out)
+    return _cpu.per_example_grads(*model.dims, theta, X, y, out)
 
 
 # The kernel reports NaN or inf among the values it writes (every x_ij is multiplied
@@ -22,19 +21,19 @@ per_example_grads.checks_finite = True
 
 @register("per_example_grad_norms", "cpp")
 def per_example_grad_sqnorms(model, theta, X, y, out):
-    _cpu.per_example_grad_sqnorms(*dims(model), theta, X, y, out)
+    _cpu.per_example_grad_sqnorms(*model.dims, theta, X, y, out)
 
 
 @register("gradient_noise", "cpp")
 def gradient_noise(model, theta, X, y, grad, sqnorms):
-    return _cpu.gradient_noise(*dims(model), theta, X, y, grad, sqnorms)
+    return _cpu.gradient_noise(*model.dims, theta, X, y, grad, sqnorms)
 
 
 @register("cov_matvec", "cpp")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
-    _cpu.cov_matvec(*dims(model), theta, X, y, Vt, shift, out, ssum)
+    _cpu.cov_matvec(*model.dims, theta, X, y, Vt, shift, out, ssum)
 
 
 @register("grad_gram", "cpp")
 def grad_gram(model, theta, X, y, out):
-    _cpu.grad_gram(*dims(model), theta, X, y, out)
+    _cpu.grad_gram(*model.dims, theta, X, y, out)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from ... import _cpu
 from ..._backend import register
 from ..._blas import one_blas_thread
-from .dims import dims
 from .sparse import sparse_inputs
 
 
@@ -15,4 +14,4 @@ from .sparse import sparse_inputs
 def loss_and_grad(model, theta, X, y, grad):
     sparse = sparse_inputs(model, X)
     with one_blas_thread(sparse):
-        return _cpu.loss_and_grad(*dims(model), theta, X, y, grad, sparse=sparse)
+        return _cpu.loss_and_grad(*model.dims, theta, X, y, grad, sparse=sparse)

@@ -14,15 +14,13 @@ sparse path's lazily updated rows; every sum is taken in a fixed order.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from ..._blas import one_blas_thread
-from .dims import dims
+from ..._blas import cores, one_blas_thread
 from .sparse import SPARSE_DENSITY
 from .sparse import density as input_density
 
@@ -46,14 +44,6 @@ class Plan:
     fuse: bool
     chunk: int
     sparse: bool = False
-
-
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def plan(model, K: int, B: int, dtype, threads: int | None = None, density: float = 1.0) -> Plan:
@@ -121,7 +111,7 @@ def train(
     metrics = np.empty((K, evals.shape[0], 3))
     div_step = np.empty(K, dtype=np.int64)
     args = (
-        *dims(model),
+        *model.dims,
         X,
         Y,
         Xte,
