@@ -39,6 +39,7 @@ __all__ = [
     "ce_row",
     "log_softmax",
     "logsumexp_row",
+    "max_row",
     "probabilities_row",
     "relu",
     "relu_",
@@ -82,12 +83,19 @@ def relu_(A):
 
 
 @jitable
-def logsumexp_row(z):
-    """``log sum_c exp(z_c)`` of one row, shifted by its maximum (float64)."""
+def max_row(z):
+    """The largest entry of one row (the first, if NaN)."""
     m = z[0]
     for c in range(1, z.shape[0]):
         if z[c] > m:
             m = z[c]
+    return m
+
+
+@jitable
+def logsumexp_row(z):
+    """``log sum_c exp(z_c)`` of one row, shifted by its maximum (float64)."""
+    m = max_row(z)
     s = 0.0
     for c in range(z.shape[0]):
         s += np.exp(z[c] - m)
@@ -108,10 +116,7 @@ def probabilities_row(z, binary):
     if binary:
         z[0] = sigmoid(z[0])
         return
-    m = z[0]
-    for c in range(1, z.shape[0]):
-        if z[c] > m:
-            m = z[c]
+    m = max_row(z)
     s = 0.0
     for c in range(z.shape[0]):
         z[c] = np.exp(z[c] - m)
