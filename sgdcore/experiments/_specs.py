@@ -105,11 +105,12 @@ def spec_maker(
     return make_spec
 
 
-def schedule(p: dict) -> dict:
-    """The sweep fields of one ε and m trained for ``steps`` with ``evals`` log-spaced
-    evaluations, from the settings ``p``.
+def schedule(p: dict, grid: dict) -> dict:
+    """The sweep fields of ``grid`` × ``seeds`` seeds at one ε and m, trained for
+    ``steps`` with ``evals`` log-spaced evaluations, from the settings ``p``.
     """
     return {
+        "grid": {**grid, "seed": list(range(p["seeds"]))},
         "fixed": {"lr": p["lr"], "momentum": p["momentum"]},
         "steps": p["steps"],
         "eval": {"log": p["evals"]},

@@ -44,13 +44,8 @@ QUICK = {"hidden": 128, "lr": 0.1, "momentum": 0.9, "steps": 500, "seeds": 3, "e
 
 def _sweep(p, batch_sizes):
     n = C.DATA["n_train"]
-    return {
-        "grid": {
-            "batch_size": C.batch_grid(1, n, n) if batch_sizes is None else sorted(batch_sizes),
-            "seed": list(range(p["seeds"])),
-        },
-        **schedule(p),
-    }
+    bs = C.batch_grid(1, n, n) if batch_sizes is None else sorted(batch_sizes)
+    return schedule(p, {"batch_size": bs})
 
 
 make_spec = spec_maker(

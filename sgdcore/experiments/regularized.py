@@ -151,14 +151,9 @@ def evidence_scan(model, train, test, lambdas, p, backend="auto") -> pd.DataFram
 
 
 def _sweep(p, l2):
-    return {
-        "grid": {
-            "batch_size": sorted({p["small"], C.DATA["n_train"]}),
-            "l2": [0.0, float(l2)],
-            "seed": list(range(p["seeds"])),
-        },
-        **schedule(p),
-    }
+    return schedule(
+        p, {"batch_size": sorted({p["small"], C.DATA["n_train"]}), "l2": [0.0, float(l2)]}
+    )
 
 
 make_spec = spec_maker(

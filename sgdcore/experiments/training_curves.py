@@ -54,13 +54,7 @@ FIGURES = ("fig3a_test_accuracy", "fig3b_test_cross_entropy")
 
 
 def _sweep(p):
-    return {
-        "grid": {
-            "batch_size": sorted({p["small"], C.DATA["n_train"]}),
-            "seed": list(range(p["seeds"])),
-        },
-        **schedule(p),
-    }
+    return schedule(p, {"batch_size": sorted({p["small"], C.DATA["n_train"]})})
 
 
 make_spec = spec_maker(
