@@ -56,8 +56,8 @@ def spec_maker(
     ...     "demo",
     ...     {"hidden": 800, "seeds": 3, "lr": 0.1},
     ...     {"hidden": 16, "seeds": 1, "lr": 0.1},
-    ...     lambda p: {"grid": {"seed": list(range(p["seeds"]))}, "fixed": {"lr": p["lr"]},
-    ...                "steps": 10},
+    ...     lambda p: {"grid": {"batch_size": [8], "seed": list(range(p["seeds"]))},
+    ...                "fixed": {"lr": p["lr"]}, "steps": 10},
     ...     "A demonstration.",
     ... )
     >>> spec = make(quick=True, lr=0.5)
