@@ -115,7 +115,7 @@ class LogisticRegression(Model):
     n_classes: int = 2
 
     def __post_init__(self):
-        check_int("n_features", self.n_features)
+        check_int("n_features", self.n_features, 1)
         check_int("n_classes", self.n_classes, 2)
 
     @property
@@ -139,8 +139,8 @@ class MLP(Model):
     n_classes: int
 
     def __post_init__(self):
-        check_int("n_features", self.n_features)
-        check_int("n_hidden", self.n_hidden)
+        check_int("n_features", self.n_features, 1)
+        check_int("n_hidden", self.n_hidden, 1)
         check_int("n_classes", self.n_classes, 2)
 
     kind = "mlp"

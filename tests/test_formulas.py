@@ -114,3 +114,18 @@ def test_kind_ids_on_the_models():
     assert LogisticRegression(4, 3).dims == (KIND_IDS["logistic_softmax"], 4, 0, 3)
     assert MLP(4, 5, 3).dims == (KIND_MLP, 4, 5, 3)
     assert sorted(KIND_IDS.values()) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: MLP(0, 4, 2), ValueError, "n_features must be >= 1, got 0"),
+        (lambda: MLP(3, 0, 2), ValueError, "n_hidden must be >= 1, got 0"),
+        (lambda: LogisticRegression(3, 1), ValueError, "n_classes must be >= 2, got 1"),
+        (lambda: LogisticRegression(3.0), TypeError, "n_features must be an integer"),
+        (lambda: MLP(3, True, 2), TypeError, "n_hidden must be an integer"),
+    ],
+)
+def test_models_check_their_sizes(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
