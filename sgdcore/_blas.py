@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 
 import numpy as np
 
@@ -125,3 +126,11 @@ def sqnorm(a) -> float:
 def norm(a) -> float:
     """``|a|`` of a vector, accumulated in float64, without BLAS."""
     return float(np.sqrt(sqnorm(a)))
+def cores() -> int:
+    """Cores this process may run on (its CPU affinity): what every engine sizes its
+    threads by.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

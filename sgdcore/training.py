@@ -38,6 +38,7 @@ from . import _validate as v
 from ._backend import get_kernel
 from .kernels.contracts import TrainJob
 from .philox import _MAX_N, _check_seed
+from .theory import noise_scale
 
 __all__ = ["DIVERGENCE_FACTOR", "diverged", "train"]
 
@@ -377,7 +378,7 @@ def train(
             "batch_size": np.full(K * E, B, dtype=np.int64),
             "n_train": n_rep,
             "label_seed": label_col[kk],
-            "noise_scale": lr_[kk] / (1.0 - mom[kk]) * (n_rep / B - 1.0),
+            "noise_scale": noise_scale(lr_[kk], n_rep, B, mom[kk]),
             "step": step,
             "epoch": step * B / n_rep,
             "test_accuracy": metrics[:, 0],

@@ -13,7 +13,6 @@ from conftest import MODELS, RTOL, make_problem, rel_err
 
 import sgdcore
 from sgdcore import _backend, _cpu, curvature, reference
-from sgdcore.kernels._cpp.dims import dims
 from sgdcore.models import MLP, LogisticRegression
 
 
@@ -206,23 +205,23 @@ def test_compiled_boundary_checks_without_crashing():
     P = model.n_params
     Vt = np.zeros((2, P))
     with pytest.raises(ValueError, match="out must have shape"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((3, P)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((3, P)))
     with pytest.raises(ValueError, match="out must be writable"):
         out = np.zeros((2, P))
         out.setflags(write=False)
-        _cpu.ggn_vp(*dims(model), theta, X, y, Vt, out)
+        _cpu.ggn_vp(*model.dims, theta, X, y, Vt, out)
     with pytest.raises(ValueError, match="must not share memory"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, Vt)
+        _cpu.hvp(*model.dims, theta, X, y, Vt, Vt)
     with pytest.raises(ValueError, match="state_A"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((2, P)), None, np.zeros((23, 2)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((2, P)), None, np.zeros((23, 2)))
     with pytest.raises(ValueError, match=r"state_P must have shape"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((2, P)), np.zeros((23, 3)), np.zeros(5))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((2, P)), np.zeros((23, 3)), np.zeros(5))
     with pytest.raises(ValueError, match=r"y\[0\] = 7 is out of range"):
-        _cpu.hvp(*dims(model), theta, X, np.full(23, 7), Vt, np.zeros((2, P)))
+        _cpu.hvp(*model.dims, theta, X, np.full(23, 7), Vt, np.zeros((2, P)))
     with pytest.raises(TypeError, match="V must have dtype"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt.astype(np.float32), np.zeros((2, P)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt.astype(np.float32), np.zeros((2, P)))
     with pytest.raises(ValueError, match="closed form for logistic regression"):
-        _cpu.logistic_hessian(*dims(model), theta, X, np.zeros((P, P)))
+        _cpu.logistic_hessian(*model.dims, theta, X, np.zeros((P, P)))
 
 
 def test_dense_hessian_refuses_politely():

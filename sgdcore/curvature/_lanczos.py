@@ -12,6 +12,7 @@ from scipy.linalg import blas as sblas
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from .._blas import caller_threads, serial_vector_work
+from .._validate import is_int
 
 __all__ = [
     "ConvergenceError",
@@ -183,7 +184,7 @@ def top_eigenvalues(
     n = A.shape[0]
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+    if not is_int(k) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer with 1 <= k <= P = {n}, got {k!r}")
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")

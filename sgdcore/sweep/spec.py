@@ -71,6 +71,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import _backend
+from .._validate import is_int
+from .inputs import build_model
 
 __all__ = ["DEFAULTS", "RUN_KEYS", "SpecError", "SweepSpec"]
 
@@ -350,17 +352,9 @@ class SweepSpec:
             return self.max_group
         item = 4 if self.dtype == "float32" else 8
         width = self.model.get("hidden", n_classes) + n_classes
-        n_params = n_params_of(self.model, n_features, n_classes)
+        n_params = build_model(self.model, n_features, n_classes).n_params
         per_model = item * (4 * n_params + 3 * batch_size * width + 2048 * width)
         return int(max(1, min(MAX_GROUP, GROUP_MEMORY_BYTES // per_model)))
-
-
-def n_params_of(model: dict, n_features: int, n_classes: int) -> int:
-    """Number of parameters of the spec's model on data of that shape."""
-    if model["kind"] == "mlp":
-        H = model["hidden"]
-        return H * n_features + H + n_classes * H + n_classes
-    return n_features + 1 if n_classes == 2 else n_classes * (n_features + 1)
 
 
 # -- validation helpers ------------------------------------------------------------------
@@ -379,7 +373,7 @@ def _json_default(o):
 
 
 def _int(name: str, value, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise SpecError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise SpecError(f"{name} must be >= {minimum}, got {value}")

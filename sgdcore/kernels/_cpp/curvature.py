@@ -10,7 +10,6 @@ import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from .dims import dims
 from .sparse import SPARSE_OWN
 
 
@@ -19,7 +18,7 @@ def _state_args(state):
 
 
 def _products(fn, model, theta, X, y, Vt, out, state, sparse):
-    fn(*dims(model), theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
+    fn(*model.dims, theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
 
 
 @register("hvp", "cpp", threads=SPARSE_OWN)
@@ -37,10 +36,10 @@ def curvature_state(model, theta, X, *, sparse):
     n = X.shape[0]
     A = np.empty((n, model.n_hidden), X.dtype) if model.kind == "mlp" else None
     Pm = np.empty((n, model.n_outputs), X.dtype)
-    _cpu.curvature_state(*dims(model), theta, X, A, Pm, sparse=sparse)
+    _cpu.curvature_state(*model.dims, theta, X, A, Pm, sparse=sparse)
     return A, Pm
 
 
 @register("hessian", "cpp", threads="blas")
 def hessian(model, theta, X, out):
-    _cpu.logistic_hessian(*dims(model), theta, X, out)
+    _cpu.logistic_hessian(*model.dims, theta, X, out)

@@ -15,14 +15,13 @@ sparse path's lazily updated rows; every sum is taken in a fixed order.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from .dims import dims
+from ..._blas import cores
 from .sparse import SPARSE_DENSITY
 from .sparse import density as input_density
 
@@ -46,14 +45,6 @@ class Plan:
     fuse: bool
     chunk: int
     sparse: bool = False
-
-
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def plan(model, K: int, B: int, dtype, threads: int | None = None, density: float = 1.0) -> Plan:
@@ -119,7 +110,7 @@ def train(job):
         p = Plan(**{**p.__dict__, **OVERRIDE})
     metrics = np.empty((K, job.evals.shape[0], 3))
     div_step = np.empty(K, dtype=np.int64)
-    args = (*dims(model), *inputs, metrics, div_step)
+    args = (*model.dims, *inputs, metrics, div_step)
     kw = dict(
         threads=p.threads,
         slices=p.slices,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
+from ..formulas import sigmoid, softmax
 from .passes import forward
 
 
@@ -33,12 +34,9 @@ def chunk_rows(model, n: int) -> int:
 def probabilities(model, Z):
     """Output probabilities from logits ``Z [n, K]`` (sigmoid for K = 1), in place."""
     if model.kind == "logistic_binary":
-        Z[:, 0] = np.exp(-np.logaddexp(0.0, -Z[:, 0]))
+        Z[:, 0] = sigmoid(Z[:, 0])
         return Z
-    Z -= Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
+    return softmax(Z)
 
 
 def output_curvature(model, Pm, R):
