@@ -35,7 +35,7 @@ def forward(theta, X, kind, D, H, C):
         for i in range(n):
             for j in range(H):
                 a = A[i, j] + b1[j]
-                A[i, j] = a if a > 0 else 0.0
+                A[i, j] = a if a > 0 or a != a else 0.0  # NaN stays NaN, as np.maximum
         Z = np.dot(A, W2.T)
         for i in range(n):
             for c in range(C):
