@@ -12,7 +12,7 @@ from ... import _cpu
 from ..._backend import register
 from ..._blas import one_blas_thread
 from .dims import dims
-from .sparse import sparse_inputs
+from .sparse import ForwardState, sparse_inputs
 
 
 def _state_args(state):
@@ -20,7 +20,8 @@ def _state_args(state):
 
 
 def _products(fn, model, theta, X, y, Vt, out, state):
-    sparse = sparse_inputs(model, X)
+    # A state is X's own forward pass: its path was decided when it was computed.
+    sparse = state.sparse if isinstance(state, ForwardState) else sparse_inputs(model, X)
     with one_blas_thread(sparse):
         fn(*dims(model), theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
 
@@ -43,7 +44,7 @@ def curvature_state(model, theta, X):
     sparse = sparse_inputs(model, X)
     with one_blas_thread(sparse):
         _cpu.curvature_state(*dims(model), theta, X, A, Pm, sparse=sparse)
-    return A, Pm
+    return ForwardState(A, Pm, sparse)
 
 
 @register("hessian", "cpp", kinds=("logistic_binary", "logistic_softmax"))

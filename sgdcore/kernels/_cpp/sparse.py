@@ -25,3 +25,18 @@ def density(X) -> float:
 def sparse_inputs(model, X) -> bool:
     """Whether the kernels take an MLP's first layer on the non-zeros of ``X``."""
     return model.kind == "mlp" and density(X) <= SPARSE_DENSITY
+
+
+class ForwardState(tuple):
+    """The C++ curvature kernels' forward state ``(A, P)`` of one data set, with the
+    first layer's path (:func:`sparse_inputs`) decided once for that data, so that the
+    products that reuse the state (an operator's, a dense Hessian's blocks) do not count
+    the non-zeros of ``X`` again on every call.
+    """
+
+    sparse: bool
+
+    def __new__(cls, A, P, sparse: bool):
+        state = super().__new__(cls, (A, P))
+        state.sparse = bool(sparse)
+        return state
