@@ -23,9 +23,6 @@ namespace sgdcore::cpu::sgd {
 template <class T>
 inline void Run<T>::setup_columns() {
   const int64_t D = m.D, n_pool = *std::max_element(n_train, n_train + K);
-  Dx = Dt = D;
-  Xs = X;
-  Xts = Xte;
   if (m.kind != Kind::MLP) return;
   std::vector<char> tr(D, 0), te(D, 0);
   for (int64_t i = 0; i < N; ++i)
@@ -99,6 +96,9 @@ inline void Run<T>::setup() {
   S = mlp ? std::max<int64_t>(1, std::min<int64_t>(plan.slices, std::max<int64_t>(1, m.H / 16)))
           : 1;
   sparse = plan.sparse && mlp && S == 1;
+  Dx = Dt = m.D;  // the inputs as given, until a layout says otherwise
+  Xs = X;
+  Xts = Xte;
   if (sparse)
     setup_sparse();
   else
@@ -157,9 +157,6 @@ inline void Run<T>::setup() {
 template <class T>
 inline void Run<T>::setup_sparse() {
   const int64_t D = m.D, n_pool = *std::max_element(n_train, n_train + K);
-  Dx = Dt = D;
-  Xs = X;
-  Xts = Xte;
   xtr.build(X, 0, n_pool, D);
   xchunk.resize(plan.threads);
   transpose_W1(false);
