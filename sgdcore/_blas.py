@@ -104,7 +104,7 @@ def within_policy(fn, threads):
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
-        own = bool(rule(*args))
+        own = bool(rule(*args, **kwargs))
         if keyword is not None:
             kwargs[keyword] = own
         with one_blas_thread(own):

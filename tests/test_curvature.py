@@ -443,3 +443,25 @@ def test_sparse_inputs_cross_chunks_and_threads():
     with threadpool_limits(1):
         one = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
     assert rel_err(got, want) <= 1e-10 and np.array_equal(got, one)
+
+
+@pytest.mark.parametrize("zeros", [True, False], ids=["sparse", "dense"])
+def test_cpp_operator_decides_the_first_layer_once(monkeypatch, zeros):
+    """An operator that keeps its forward state counts the non-zeros of X once, when the
+    state is computed: its products reuse that decision, with the same results as a
+    product that decides afresh."""
+    from sgdcore.kernels._cpp import curvature as cpp_curvature
+    from sgdcore.kernels._cpp.sparse import sparse_inputs
+
+    model = MLP(30, 40, 4)
+    theta, X, y = _sparse_problem(model) if zeros else make_problem(model)
+    V = _directions(model, 2, np.float64)
+    op = curvature.HessianOperator(model, theta, X, y, backend="cpp", cache_state=True)
+    assert op.state.sparse == sparse_inputs(model, X) == zeros
+    fresh = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
+
+    def counted(*args):
+        raise AssertionError("the non-zeros of X were counted again")
+
+    monkeypatch.setattr(cpp_curvature, "sparse_inputs", counted)
+    assert rel_err(op.matmat(V), fresh) <= 1e-12

@@ -54,7 +54,7 @@ class OwnWhen:
     Attributes
     ----------
     rule : callable
-        Called with the kernel's positional arguments; returns a bool.
+        Called with the kernel's arguments (positional and keyword); returns a bool.
     keyword : str or None
         When set, the rule's answer is also passed to the kernel under this keyword
         (which the kernel then takes as a keyword-only parameter), so the kernel does not

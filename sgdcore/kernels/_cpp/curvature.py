@@ -10,7 +10,7 @@ import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from .sparse import SPARSE_OWN
+from .sparse import SPARSE_OWN, ForwardState
 
 
 def _state_args(state):
@@ -37,7 +37,7 @@ def curvature_state(model, theta, X, *, sparse):
     A = np.empty((n, model.n_hidden), X.dtype) if model.kind == "mlp" else None
     Pm = np.empty((n, model.n_outputs), X.dtype)
     _cpu.curvature_state(*model.dims, theta, X, A, Pm, sparse=sparse)
-    return A, Pm
+    return ForwardState(A, Pm, sparse)
 
 
 @register("hessian", "cpp", threads="blas")

@@ -28,8 +28,26 @@ def sparse_inputs(model, X) -> bool:
     """Whether the kernels take an MLP's first layer on the non-zeros of ``X``."""
     return model.kind == "mlp" and density(X) <= SPARSE_DENSITY
 
+class ForwardState(tuple):
+    """The C++ curvature kernels' forward state ``(A, P)`` of one data set, with the
+    first layer's path (:func:`sparse_inputs`) decided once for that data, so that the
+    products that reuse the state (an operator's, a dense Hessian's blocks) do not count
+    the non-zeros of ``X`` again on every call.
+    """
 
-def _sparse_call(model, theta, X, *_):
+    sparse: bool
+
+    def __new__(cls, A, P, sparse: bool):
+        state = super().__new__(cls, (A, P))
+        state.sparse = bool(sparse)
+        return state
+
+
+def _sparse_call(model, theta, X, *rest, **kwargs):
+    # A product given X's forward state reuses the path decided when the state was made.
+    state = kwargs.get("state", rest[3] if len(rest) > 3 else None)
+    if isinstance(state, ForwardState):
+        return state.sparse
     return sparse_inputs(model, X)
 
 
