@@ -450,7 +450,7 @@ def test_cpp_operator_decides_the_first_layer_once(monkeypatch, zeros):
     """An operator that keeps its forward state counts the non-zeros of X once, when the
     state is computed: its products reuse that decision, with the same results as a
     product that decides afresh."""
-    from sgdcore.kernels._cpp import curvature as cpp_curvature
+    from sgdcore.kernels._cpp import sparse as cpp_sparse
     from sgdcore.kernels._cpp.sparse import sparse_inputs
 
     model = MLP(30, 40, 4)
@@ -463,5 +463,5 @@ def test_cpp_operator_decides_the_first_layer_once(monkeypatch, zeros):
     def counted(*args):
         raise AssertionError("the non-zeros of X were counted again")
 
-    monkeypatch.setattr(cpp_curvature, "sparse_inputs", counted)
+    monkeypatch.setattr(cpp_sparse, "sparse_inputs", counted)
     assert rel_err(op.matmat(V), fresh) <= 1e-12

@@ -48,7 +48,7 @@ FLAGS = {
 
 @dataclass(frozen=True)
 class OwnWhen:
-    """Thread policy decided per call: ``"own"`` when ``rule(*args)`` holds, else
+    """Thread policy decided per call: ``"own"`` when ``rule(*args, **kwargs)`` holds, else
     ``"blas"``.
 
     Attributes
