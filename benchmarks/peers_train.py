@@ -32,10 +32,12 @@ As a module, ``workloads(quick)`` gives ``benchmarks/peers.py`` one workload per
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -101,12 +103,14 @@ def sgdcore_runner(backend, **plan):
         import sgdcore
         from sgdcore.kernels._cpp import train as cpp
 
+        chosen = cpp.plan
+
+        def forced(*a, **kw):
+            return dataclasses.replace(chosen(*a, **kw), **plan)
+
         def go():
-            cpp.OVERRIDE = plan or None
-            try:
+            with mock.patch.object(cpp, "plan", forced):
                 return run()
-            finally:
-                cpp.OVERRIDE = None
 
         def run():
             df = sgdcore.train(

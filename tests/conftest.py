@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from contextlib import contextmanager
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -27,6 +31,19 @@ def rel_err(a, b) -> float:
     b = np.asarray(b, dtype=np.float64)
     scale = max(float(np.max(np.abs(b))), 1e-300)
     return float(np.max(np.abs(a - b))) / scale
+
+
+@contextmanager
+def cpp_plan(**fields):
+    """Run the C++ training engine with these :class:`~sgdcore.kernels._cpp.train.Plan`
+    fields in place of its own choice (thread count, chunk, sparse path)."""
+    from sgdcore.kernels._cpp import train as cpp
+
+    chosen = cpp.plan
+    with mock.patch.object(
+        cpp, "plan", lambda *a, **kw: dataclasses.replace(chosen(*a, **kw), **fields)
+    ):
+        yield
 
 
 def make_problem(model, n=23, dtype=np.float64, seed=0):

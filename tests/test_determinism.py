@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import cpp_plan
 
 import sgdcore
 from sgdcore import _backend
@@ -75,13 +76,8 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> None:
 def threads(engine, n):
     """Run the engine on n threads (the C++ engine's team, Numba's pool)."""
     if engine == "cpp":
-        from sgdcore.kernels._cpp import train as cpp
-
-        cpp.OVERRIDE = {"threads": n}
-        try:
+        with cpp_plan(threads=n):
             yield
-        finally:
-            cpp.OVERRIDE = None
     else:
         import numba
 

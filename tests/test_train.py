@@ -4,12 +4,10 @@ divergence, evaluation, the returned table and input checks."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import MODELS, rel_err
+from conftest import MODELS, cpp_plan, rel_err
 
 import sgdcore
 from sgdcore import _backend, available_backends, backend_status, philox, reference
@@ -29,7 +27,7 @@ def need(engine):
         pytest.skip(f"backend {engine} unavailable: {why}")
 
 
-#: Wide enough that the C++ engine cuts it into slices (lockstep schedule).
+#: Wider than the C++ engine's blocks of W1 rows at small batches.
 WIDE = MLP(20, 40, 4)
 
 
@@ -85,24 +83,6 @@ def test_wide_mlp_matches_numpy_engine(dtype, engine):
     _, th0 = run(WIDE, "numpy", dtype)
     _, th1 = run(WIDE, engine, dtype)
     assert rel_err(th1, th0) < ENGINE_RTOL[np.dtype(dtype)]
-
-
-@pytest.mark.parametrize("k", [1, 3])
-def test_cpp_lockstep_schedule_matches_numpy_engine(dtype, k):
-    # The hidden layer cut into slices run in lockstep (opt-in), with fewer and with
-    # more models than threads.
-    need("cpp")
-    from sgdcore.kernels._cpp import train as cpp
-
-    one = {key: val[:k] for key, val in GROUP.items() if key != "batch_size"}
-    _, th0 = run(WIDE, "numpy", dtype, **one)
-    try:
-        cpp.OVERRIDE = dict(threads=2, slices=2)
-        df1, th1 = run(WIDE, "cpp", dtype, **one)
-    finally:
-        cpp.OVERRIDE = None
-    assert rel_err(th1, th0) < ENGINE_RTOL[np.dtype(dtype)]
-    assert df1.test_cross_entropy.notna().all()
 
 
 def test_group_equals_separate_runs(backend):
@@ -462,17 +442,11 @@ def test_cpp_threads_give_identical_results():
     # Models run on whichever thread is free; with concurrent single-threaded BLAS calls
     # from OpenMP threads the result must not depend on the team size.
     pytest.importorskip("sgdcore._cpu")
-    from sgdcore.kernels._cpp import train as cpp
-
     out = {}
-    try:
-        for threads, slices in [(1, 1), (2, 1), (3, 1), (2, 2)]:
-            cpp.OVERRIDE = dict(threads=threads, slices=slices, chunk=3)
-            out[threads, slices] = run(WIDE, "cpp", np.float32, steps=40)[1]
-    finally:
-        cpp.OVERRIDE = None
-    assert np.array_equal(out[2, 1], out[1, 1]) and np.array_equal(out[3, 1], out[1, 1])
-    assert rel_err(out[2, 2], out[1, 1]) < 1e-5  # sliced: other GEMM shapes, other rounding
+    for threads in (1, 2, 3):
+        with cpp_plan(threads=threads, chunk=3):
+            out[threads] = run(WIDE, "cpp", np.float32, steps=40)[1]
+    assert np.array_equal(out[2], out[1]) and np.array_equal(out[3], out[1])
 
 
 def test_cpp_restores_floating_point_mode():
@@ -488,12 +462,11 @@ def test_plan_rule():
 
     big = MLP(784, 800, 10)
     p = plan(big, 3, 1, np.float32, threads=2)
-    assert (p.threads, p.slices, p.block_rows, p.fuse) == (2, 1, 128, True)
+    assert (p.threads, p.block_rows, p.fuse) == (2, 128, True)
     assert not p.sparse  # dense inputs unless told otherwise
     assert plan(big, 3, 16, np.float32, threads=2, density=0.19).sparse  # MNIST-like
     assert not plan(big, 3, 16, np.float32, threads=2, density=0.5).sparse
     assert not plan(LogisticRegression(784), 3, 16, np.float32, density=0.1).sparse
-    assert plan(big, 1, 1, np.float32, threads=2).slices == 1  # never slices by default
     p = plan(big, 3, 1000, np.float32, threads=2)
     assert (p.block_rows, p.fuse) == (800, False)
     assert plan(big, 3, 1, np.float32, threads=2).chunk > 20 * p.chunk  # ~0.1 s of work
@@ -645,17 +618,6 @@ def sparse_problem(model, n=40, n_test=17, density=0.2, seed=0):
     Xt[:, 3] = 0.5
     X[5] = 0.0
     return (X, y), (Xt, yt)
-
-
-@contextmanager
-def cpp_plan(**fields):
-    from sgdcore.kernels._cpp import train as cpp
-
-    cpp.OVERRIDE = fields
-    try:
-        yield
-    finally:
-        cpp.OVERRIDE = None
 
 
 def train_sparse(backend, dtype=np.float64, steps=50, n_test=17, **kw):

@@ -16,6 +16,7 @@
 #include "common/checks.h"
 #include "common/curvature_formulas.h"
 #include "cpu/elementwise.h"
+#include "cpu/first_layer.h"
 #include "cpu/forward_backward.h"
 #include "cpu/memory.h"
 #include "cpu/parallel.h"
@@ -58,37 +59,28 @@ template <class T> void output_curvature(const Model& m, const T* Pm, T* R, int6
 }
 
 // State of the forward pass over all N examples: A[N, H] = relu(X W1^T + b1) (MLP only)
-// and Pm[N, K], the output probabilities.
-// sparse: the MLP's first layer on X's non-zeros, the work shared among the OpenMP team
-// (the caller keeps BLAS on one thread).
+// and Pm[N, K], the output probabilities; the first layer through FL (first_layer.h).
+template <class T, class FL>
+void forward_state_with(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm) {
+  const int64_t rows = rows_per_chunk<T>(m, N), K = m.K(), H = m.H;
+  FL first(m);
+  first.weights(theta);
+  for (int64_t s = 0; s < N; s += rows) {
+    const int64_t n = std::min(rows, N - s);
+    first.load(X, s, n);
+    first.forward(theta, A ? A + s * H : nullptr, Pm + s * K);
+    probabilities(m, Pm + s * K, n);
+  }
+}
+
+// sparse: the MLP's first layer on X's non-zeros (SparseFirstLayer).
 template <class T>
 void forward_state(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm,
                    bool sparse) {
-  const int64_t rows = rows_per_chunk<T>(m, N), K = m.K(), H = m.H, D = m.D;
-  sparse = sparse && m.kind == Kind::MLP;
-  const int64_t ld = padded<T>(H);
-  AlignedArray<T> own;
-  T* W1T = nullptr;
-  FirstLayer<T> first;
-  if (sparse) {
-    W1T = reused_scratch<T>(0, D * ld, own);
-    split_rows(D, [&](int64_t d0, int64_t d1) {
-      transpose_into(theta + m.off_W1(), H, D, d0, d1, W1T, ld);
-    });
-  }
-  for (int64_t s = 0; s < N; s += rows) {
-    const int64_t n = std::min(rows, N - s);
-    if (sparse) {
-      first.load(X, s, n, D);
-      first.times(W1T, ld, H, A + s * H, H);
-      split_rows(n, [&](int64_t r0, int64_t r1) {
-        mlp_top(m, theta, A + (s + r0) * H, r1 - r0, Pm + (s + r0) * K);
-      });
-    } else {
-      forward(m, theta, X + s * D, n, A ? A + s * H : nullptr, Pm + s * K);
-    }
-    probabilities(m, Pm + s * K, n);
-  }
+  if (sparse && m.kind == Kind::MLP)
+    forward_state_with<T, SparseFirstLayer<T>>(m, theta, X, N, A, Pm);
+  else
+    forward_state_with<T, DenseFirstLayer<T>>(m, theta, X, N, A, Pm);
 }
 
 // Logistic regression over rows [s0, s1): Out[k, P] += X~^T (H_out (X~ v_j)) for each
@@ -186,52 +178,27 @@ void logistic_products(const Model& m, const T* theta, const T* X, int64_t N, co
   }
 }
 
-// Out[k, P] = sum_i G_i Vt[j]^T for each of the k directions (rows of Vt[k, P]), where G_i
-// is the Hessian of CE_i (exact = true) or its Gauss-Newton part J_i^T H_out J_i.
-// stA / stPm: the forward state of all N examples (forward_state), or nullptr to
-// recompute it chunk by chunk.
-template <class T>
-void curvature_products(const Model& m, const T* theta, const T* X, const int64_t* y,
-                        int64_t N, const T* Vt, int64_t k, T* Out, bool exact, const T* stA,
-                        const T* stPm, bool sparse) {
-  const int64_t P = m.n_params(), D = m.D, K = m.K();
-  std::fill(Out, Out + k * P, T(0));
+// The MLP's products (see curvature_products), the first layer through FL
+// (first_layer.h). Forward: a = W1 x + b1, h = relu(a), z = W2 h + b2, p = softmax(z),
+// delta = p - e_y. R-pass along v = (V1, c1, V2, c2):
+//   R(a) = V1 x + c1, R(h) = relu'(a) R(a), R(z) = W2 R(h) + V2 h + c2,
+//   R(delta) = H_out R(z),
+//   R(dW2) = R(delta) h^T [+ delta R(h)^T], R(db2) = R(delta),
+//   R(dh) = W2^T R(delta) [+ V2^T delta], R(da) = relu'(a) R(dh),
+//   R(dW1) = R(da) x^T, R(db1) = R(da).
+// The bracketed cross terms are what the exact Hessian has and the GGN drops. The
+// products with X are the first layer's (the forward's, R(a)'s and R(dW1)'s); the others
+// run on FL's slices of rows or columns (FL::by_rows).
+template <class T, class FL>
+void mlp_products(const Model& m, const T* theta, const int64_t* y, const T* X, int64_t N,
+                  const T* Vt, int64_t k, T* Out, bool exact, const T* stA, const T* stPm) {
+  const int64_t P = m.n_params(), H = m.H, C = m.C;
   const int64_t rows = rows_per_chunk<T>(m, N);
   const bool have_state = stPm != nullptr;
-  if (m.kind != Kind::MLP) {
-    logistic_products(m, theta, X, N, Vt, k, Out, stPm);
-    return;
-  }
-
-  // MLP. Forward: a = W1 x + b1, h = relu(a), z = W2 h + b2, p = softmax(z),
-  // delta = p - e_y. R-pass along v = (V1, c1, V2, c2):
-  //   R(a) = V1 x + c1, R(h) = relu'(a) R(a), R(z) = W2 R(h) + V2 h + c2,
-  //   R(delta) = H_out R(z),
-  //   R(dW2) = R(delta) h^T [+ delta R(h)^T], R(db2) = R(delta),
-  //   R(dh) = W2^T R(delta) [+ V2^T delta], R(da) = relu'(a) R(dh),
-  //   R(dW1) = R(da) x^T, R(db1) = R(da).
-  // The bracketed cross terms are what the exact Hessian has and the GGN drops.
-  // sparse: the three products with X (the forward's, R(a)'s and R(dW1)'s) on its
-  // non-zeros, with W1, the V1s and the R(dW1)s held transposed; every product shared
-  // among the OpenMP team by slices of its rows or columns (BLAS on one thread).
-  const int64_t H = m.H, C = m.C;
   const T* W2 = theta + m.off_W2();
-  const int64_t ld = padded<T>(H);
-  AlignedArray<T> own[3];
-  T *W1T = nullptr, *V1T = nullptr, *O1T = nullptr;
-  FirstLayer<T> first;
-  if (sparse) {
-    if (!have_state) W1T = reused_scratch<T>(0, D * ld, own[0]);
-    V1T = reused_scratch<T>(1, k * D * ld, own[1]);
-    O1T = reused_scratch<T>(2, k * D * ld, own[2]);
-    split_rows(D, [&](int64_t d0, int64_t d1) {
-      if (!have_state) transpose_into(theta + m.off_W1(), H, D, d0, d1, W1T, ld);
-      for (int64_t j = 0; j < k; ++j) {
-        transpose_into(Vt + j * P + m.off_W1(), H, D, d0, d1, V1T + j * D * ld, ld);
-        std::fill(O1T + (j * D + d0) * ld, O1T + (j * D + d1) * ld, T(0));
-      }
-    });
-  }
+  FL first(m);
+  if (!have_state) first.weights(theta);
+  first.directions(Vt, k);
   AlignedArray<T> own_A, own_R;
   T* Abuf = have_state ? nullptr : reused_scratch<T>(3, rows * H, own_A);
   std::vector<T> Zbuf(have_state ? 0 : rows * C);
@@ -241,21 +208,13 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
   T* Ra = reused_scratch<T>(4, rows * lr, own_R);
   for (int64_t s = 0; s < N; s += rows) {
     const int64_t n = std::min(rows, N - s);
-    const T* Xc = X + s * D;
-    if (sparse) first.load(X, s, n, D);
+    first.load(X, s, n);
     const T *A, *Pm;
     if (have_state) {
       A = stA + s * H;
       Pm = stPm + s * C;
     } else {
-      if (sparse) {
-        first.times(W1T, ld, H, Abuf, H);
-        split_rows(n, [&](int64_t r0, int64_t r1) {
-          mlp_top(m, theta, Abuf + r0 * H, r1 - r0, Zbuf.data() + r0 * C);
-        });
-      } else {
-        forward(m, theta, Xc, n, Abuf, Zbuf.data());
-      }
+      first.forward(theta, Abuf, Zbuf.data());
       probabilities(m, Zbuf.data(), n);
       A = Abuf;
       Pm = Zbuf.data();
@@ -267,23 +226,11 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
     for (int64_t j = 0; j < k; ++j) {
       const T* V = Vt + j * P;
       T* O = Out + j * P;
-      const T *V1 = V + m.off_W1(), *c1 = V + m.off_b1(), *V2 = V + m.off_W2(),
-              *c2 = V + m.off_b2();
-      // Work on slices of the rows (or of the columns, for sums over rows): the whole
-      // range at once with threaded BLAS, or one slice per thread when sparse.
-      const auto by_rows = [&](int64_t w, auto f) {
-        if (sparse)
-          split_rows(w, f);
-        else
-          f(int64_t(0), w);
-      };
+      const T *c1 = V + m.off_b1(), *V2 = V + m.off_W2(), *c2 = V + m.off_b2();
       // R(h) = relu'(a) (V1 x + c1); relu'(a) = [h > 0].
-      if (sparse)
-        first.times(V1T + j * D * ld, ld, H, Ra, lr);
-      else
-        blas::gemm<T>(false, true, n, H, D, T(1), Xc, D, V1, D, T(0), Ra, lr);
+      first.direction_times(j, Ra, lr);
       // R(z) = R(h) W2^T + h V2^T + c2, then R(delta) = H_out R(z).
-      by_rows(n, [&](int64_t r0, int64_t r1) {
+      first.by_rows(n, [&](int64_t r0, int64_t r1) {
         const int64_t nr = r1 - r0;
         T* ra = Ra + r0 * lr;
         T* rz = Rz.data() + r0 * C;
@@ -295,7 +242,7 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
         output_curvature(m, Pm + r0 * C, rz, nr);
       });
       // Output layer (sums over rows: slices of W2's columns).
-      by_rows(H, [&](int64_t h0, int64_t h1) {
+      first.by_rows(H, [&](int64_t h0, int64_t h1) {
         blas::gemm<T>(true, false, C, h1 - h0, n, T(1), Rz.data(), C, A + h0, H, T(1),
                       O + m.off_W2() + h0, H);
         if (exact)
@@ -304,7 +251,7 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
       });
       colsum(Rz.data(), n, C, T(1), O + m.off_b2());
       // Hidden layer: R(da) = relu'(a) (R(delta) W2 [+ delta V2]), reusing Ra's storage.
-      by_rows(n, [&](int64_t r0, int64_t r1) {
+      first.by_rows(n, [&](int64_t r0, int64_t r1) {
         const int64_t nr = r1 - r0;
         T* ra = Ra + r0 * lr;
         blas::gemm<T>(false, false, nr, H, C, T(1), Rz.data() + r0 * C, C, W2, H, T(0), ra, lr);
@@ -313,22 +260,33 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
                         lr);
         relu_mask(ra, lr, H, A + r0 * H, H, nr);
       });
-      if (sparse)
-        first.transpose_times_add(Ra, lr, H, O1T + j * D * ld, ld);
-      else
-        blas::gemm<T>(true, false, H, D, n, T(1), Ra, lr, Xc, D, T(1), O + m.off_W1(), D);
-      by_rows(H, [&](int64_t h0, int64_t h1) {
+      first.add_direction_grad(j, Ra, lr, O);
+      first.by_rows(H, [&](int64_t h0, int64_t h1) {
         T* g = O + m.off_b1();
         for (int64_t i = 0; i < n; ++i)
           for (int64_t h = h0; h < h1; ++h) g[h] += Ra[i * lr + h];
       });
     }
   }
-  if (sparse)
-    split_rows(D, [&](int64_t d0, int64_t d1) {
-      for (int64_t j = 0; j < k; ++j)
-        transpose_back(O1T + j * D * ld, ld, H, D, d0, d1, Out + j * P + m.off_W1());
-    });
+  first.finish(Out, k);
+}
+
+// Out[k, P] = sum_i G_i Vt[j]^T for each of the k directions (rows of Vt[k, P]), where G_i
+// is the Hessian of CE_i (exact = true) or its Gauss-Newton part J_i^T H_out J_i.
+// stA / stPm: the forward state of all N examples (forward_state), or nullptr to
+// recompute it chunk by chunk. sparse: the MLP's first layer on X's non-zeros
+// (SparseFirstLayer).
+template <class T>
+void curvature_products(const Model& m, const T* theta, const T* X, const int64_t* y,
+                        int64_t N, const T* Vt, int64_t k, T* Out, bool exact, const T* stA,
+                        const T* stPm, bool sparse) {
+  std::fill(Out, Out + k * m.n_params(), T(0));
+  if (m.kind != Kind::MLP)
+    logistic_products(m, theta, X, N, Vt, k, Out, stPm);
+  else if (sparse)
+    mlp_products<T, SparseFirstLayer<T>>(m, theta, y, X, N, Vt, k, Out, exact, stA, stPm);
+  else
+    mlp_products<T, DenseFirstLayer<T>>(m, theta, y, X, N, Vt, k, Out, exact, stA, stPm);
 }
 
 // Out[P, P] = sum_i J_i^T H_out,i J_i for logistic regression (= the Hessian of the summed

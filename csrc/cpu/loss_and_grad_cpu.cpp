@@ -48,7 +48,7 @@ double sparse_loss_and_grad(const Model& m, const T* theta, const T* X, const in
     if (grad) std::fill(G1T + d0 * ld, G1T + d1 * ld, T(0));
   });
   if (grad && N == 0) std::fill(grad, grad + m.n_params(), T(0));
-  FirstLayer<T> first;
+  SparseChunk<T> first;
   double loss = 0.0;
   for (int64_t s = 0; s < N; s += rows) {
     const int64_t n = std::min(rows, N - s);

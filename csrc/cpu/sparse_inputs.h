@@ -249,7 +249,7 @@ void sparse_forward(const Csr<T>& X, const int64_t* rows, int64_t first, int64_t
 //   transpose_times_add: GT[p, :] += sum_i Xc[i, p] G[i, :]  (the pixels the chunk uses)
 // Work is shared among the OpenMP team: rows, then pixels.
 template <class T>
-class FirstLayer {
+class SparseChunk {
  public:
   void load(const T* X, int64_t first, int64_t n, int64_t D) {
     n_ = n;

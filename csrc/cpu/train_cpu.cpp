@@ -1,8 +1,7 @@
 // Mini-batch SGD with heavy-ball momentum for a group of K models in one call: the whole
 // run (Philox batches, steps, evaluations in chunks) happens in C++, without the GIL. An
 // OpenMP team runs the models with single-threaded BLAS: each thread takes the least
-// advanced free model for a chunk of steps (no barrier), or, with fewer models than
-// threads, the hidden layer is cut into slices run in lockstep. This file checks the
+// advanced free model for a chunk of steps (no barrier). This file checks the
 // inputs at the boundary and binds the engine; the engine itself is Run<T>
 // (cpu/train_run.h and the files it lists).
 #include <climits>
@@ -67,8 +66,8 @@ void call(const Model& mod, const py::array& X, const py::array& Y, const py::ar
               "eval_steps must be increasing and lie in [0, steps]");
   r.metrics = checked<double>(metrics, "metrics", {r.K, r.E, 3}, true);
   r.div_step = checked<int64_t>(div_step, "div_step", {r.K}, true);
-  SGD_CHECK(plan.threads >= 1 && plan.slices >= 1 && plan.block_rows >= 1 && plan.chunk >= 1,
-            "threads, slices, block_rows and chunk must be >= 1");
+  SGD_CHECK(plan.threads >= 1 && plan.block_rows >= 1 && plan.chunk >= 1,
+            "threads, block_rows and chunk must be >= 1");
   SGD_CHECK(mod.D <= INT_MAX && mod.H <= INT_MAX, "model too wide for BLAS");
   for (int64_t i = 0; i < r.K * r.E * 3; ++i) r.metrics[i] = NAN;
   for (int64_t k = 0; k < r.K; ++k) r.div_step[k] = -1;
@@ -90,10 +89,10 @@ SGDCORE_BIND(train) {
          const py::array& seeds, const py::array& n_train, const py::array& lr,
          const py::array& mom, const py::array& l2, int64_t B, int64_t steps,
          const py::array& evals, const py::array& metrics, const py::array& div_step,
-         int threads, int slices, int block_rows, bool fuse, int64_t chunk, bool sparse,
+         int threads, int block_rows, bool fuse, int64_t chunk, bool sparse,
          const py::object& progress) {
         const Model mod = checked_model(kind, D, H, C);
-        const Plan plan{threads, slices, block_rows, fuse, chunk, sparse};
+        const Plan plan{threads, block_rows, fuse, chunk, sparse};
         if (is_float32(theta))
           call<float>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom, l2, B, steps, evals,
                       metrics, div_step, plan, progress);
@@ -105,7 +104,7 @@ SGDCORE_BIND(train) {
       py::arg("X_test"), py::arg("y_test"), py::arg("theta"), py::arg("seeds"),
       py::arg("n_train"), py::arg("lr"), py::arg("momentum"), py::arg("l2"),
       py::arg("batch_size"), py::arg("steps"), py::arg("eval_steps"), py::arg("metrics"),
-      py::arg("div_step"), py::arg("threads") = 1, py::arg("slices") = 1,
+      py::arg("div_step"), py::arg("threads") = 1,
       py::arg("block_rows") = 64, py::arg("fuse") = true, py::arg("chunk") = 16,
       py::arg("sparse") = false,
       py::arg("progress") = py::none(),

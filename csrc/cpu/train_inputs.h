@@ -76,26 +76,22 @@ inline void Run<T>::permute_W1(bool inverse) {
 }
 
 template <class T>
-inline void Run<T>::make_work(Work& w, int64_t hs, bool own_shared) {
+inline void Run<T>::make_work(Work& w, int64_t hs) {
   w.idx.assign(B, 0);
   w.Xb.assign(nbuf * B * Dx, T(0));
   w.dld = sparse ? padded<T>(hs) : hs;
   w.dA.assign(B * w.dld, T(0));
   w.Z.assign(B * Kout, T(0));
   w.g.assign(std::max<int64_t>(hs, Kout), T(0));
-  if (own_shared) {
-    w.A.assign(B * m.H, T(0));
-    w.Zpart.assign(2 * S * zs, T(0));
-  }
+  w.A.assign(B * m.H, T(0));
+  w.Zpart.assign(2 * zs, T(0));
 }
 
 template <class T>
 inline void Run<T>::setup() {
   Kout = m.K();
   const bool mlp = m.kind == Kind::MLP;
-  S = mlp ? std::max<int64_t>(1, std::min<int64_t>(plan.slices, std::max<int64_t>(1, m.H / 16)))
-          : 1;
-  sparse = plan.sparse && mlp && S == 1;
+  sparse = plan.sparse && mlp;
   Dx = Dt = m.D;  // the inputs as given, until a layout says otherwise
   Xs = X;
   Xts = Xte;
@@ -110,40 +106,13 @@ inline void Run<T>::setup() {
     v.reset(static_cast<T*>(std::calloc(P, sizeof(T))));
     if (!v) throw std::bad_alloc();
   }
-  units.reserve(K * S);
+  units.reserve(K);
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t s = 0; s < S; ++s) {
-      int64_t h0 = 0, h1 = 0;
-      if (mlp) {  // slice boundaries on multiples of 16 columns (no false sharing)
-        auto edge = [&](int64_t q) {
-          return q == S ? m.H : std::min<int64_t>(m.H, (q * m.H / S) / 16 * 16);
-        };
-        h0 = edge(s);
-        h1 = edge(s + 1);
-      }
-      units.push_back(Unit{k, s, h0, h1, philox::BatchStream(seeds[k], n_train[k])});
-    }
-  if (S > 1) {  // lockstep: a workspace per unit, activations and logits per model
-    works.resize(units.size());
-    shared_A.resize(K);
-    shared_Z.resize(K);
-    for (int64_t k = 0; k < K; ++k) {
-      shared_A[k].assign(B * m.H, T(0));
-      shared_Z[k].assign(2 * S * zs, T(0));
-    }
-    for (size_t q = 0; q < units.size(); ++q) {
-      Unit& u = units[q];
-      make_work(works[q], u.h1 - u.h0, false);
-      u.w = &works[q];
-      u.A = shared_A[u.k].data();
-      u.Zpart = shared_Z[u.k].data();
-    }
-  } else {  // dynamic: a workspace per thread, lent to the model it runs
-    works.resize(plan.threads);
-    for (Work& w : works) {
-      make_work(w, mlp ? m.H : 0, true);
-      if (sparse) w.cols.reserve(m.D, B * xtr.max_row);
-    }
+    units.push_back(Unit{k, philox::BatchStream(seeds[k], n_train[k])});
+  works.resize(plan.threads);  // a workspace per thread, lent to the model it runs
+  for (Work& w : works) {
+    make_work(w, mlp ? m.H : 0);
+    if (sparse) w.cols.reserve(m.D, B * xtr.max_row);
   }
   // Rows per evaluation chunk: from the data's sizes alone (not the group's n_train),
   // so that the chunked sums do not depend on the group.

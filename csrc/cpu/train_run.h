@@ -1,11 +1,11 @@
 // The training engine's state: mini-batch SGD with heavy-ball momentum for a group of K
 // models in one call (see train_cpu.cpp for the binding). Run<T> holds the checked
-// inputs, the models' velocities, the units a schedule runs and their scratch; its
+// inputs, the models' velocities, the per-model run state (Unit) and the threads' scratch; its
 // member functions live by job in
 //   train_inputs.h    column layout: trimming, W1 permuted or transposed (sparse inputs)
-//   train_step.h      one SGD step of one unit, and the next step's forward
+//   train_step.h      one SGD step of one model, and the next step's forward
 //   train_eval.h      evaluations in chunks, reduced in a fixed order
-//   train_schedule.h  the schedules that run the units on an OpenMP team
+//   train_schedule.h  the schedule that runs the models on an OpenMP team
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -23,7 +23,6 @@ namespace sgdcore::cpu::sgd {
 
 struct Plan {
   int threads = 1;      // OpenMP team size (BLAS must then run single-threaded)
-  int slices = 1;       // hidden-unit slices per MLP model
   int block_rows = 64;  // rows of W1 updated per block
   bool fuse = true;     // next step's forward inside the update loop (two batch buffers)
   int64_t chunk = 16;   // steps a thread runs on one model before choosing again
@@ -49,26 +48,27 @@ struct Run {
   Plan plan;
   py::object progress;
 
-  // Scratch of a running unit: its own in lockstep mode, its thread's otherwise (so
-  // memory is O(K P) for the models plus O(threads B (D + H)), whatever K).
+  // Scratch of a thread, lent to the model it runs (so memory is O(K P) for the models
+  // plus O(threads B (D + H)), whatever K).
   struct Work {
     std::vector<int64_t> idx;  // [B] the batch
     std::vector<T> Xb;         // [nbuf][B, Dx] its rows (and the next batch's)
-    AlignedVector<T> dA;       // [B, h1 - h0], rows dld apart (64-byte aligned if sparse)
+    AlignedVector<T> dA;       // [B, H], rows dld apart (64-byte aligned if sparse)
     int64_t dld = 0;
     std::vector<T> Z;          // [B, Kout] logits, then residual
-    std::vector<T> g;          // [max(h1 - h0, Kout)] column sums
-    std::vector<T> A, Zpart;   // as below, when not shared between slices
+    std::vector<T> g;          // [max(H, Kout)] column sums
+    std::vector<T> A;          // [B, H] activations of the current batch (MLP)
+    std::vector<T> Zpart;      // [2 parities][zs] logits of the current and next batch
     BatchColumns<T> cols;      // sparse: the batch's non-zeros by pixel
   };
-  // Per unit: one model's hidden slice [h0, h1) (logistic: the whole model).
+  // Per model: its batch stream and where it stands.
   struct Unit {
-    int64_t k, s, h0, h1;
+    int64_t k;
     philox::BatchStream stream;
     bool frozen = false;
     Work* w = nullptr;
-    T* A = nullptr;      // [B, H] activations of the current batch (MLP), shared by slices
-    T* Zpart = nullptr;  // [2 parities][S slices][zs] partial logits, shared by slices
+    T* A = nullptr;      // the running thread's Work::A
+    T* Zpart = nullptr;  // the running thread's Work::Zpart
     int64_t clock = 0;   // sparse: the step whose state the parameters hold
   };
   // [K][P], zeroed by calloc: pages never written are never touched (a sparse run keeps
@@ -77,7 +77,6 @@ struct Run {
     void operator()(T* p) const { std::free(p); }
   };
   std::vector<std::unique_ptr<T[], CFree>> velocity;
-  std::vector<std::vector<T>> shared_A, shared_Z;  // per model, lockstep mode only
   std::vector<Work> works;
   std::vector<Unit> units;
   // Input columns (pixels) that are zero in every training row are dropped from the
@@ -89,7 +88,7 @@ struct Run {
   std::vector<T> Xp, Xtp;
   const T* Xs = nullptr;
   const T* Xts = nullptr;
-  int64_t S = 1, Kout = 1, nbuf = 1, zs = 16;  // zs: padded stride of one Zpart slice
+  int64_t Kout = 1, nbuf = 1, zs = 16;  // zs: padded stride of one parity's logits
   // Sparse inputs: W1 (and its velocity) held transposed, [D, H], during the run; the
   // inputs' non-zeros by row; per model, the step each row of W1T is current at and the
   // powers of its idle-step map.
@@ -133,7 +132,7 @@ struct Run {
   // Training inputs: column layout, W1 permuted or transposed (train_inputs.h).
   void setup_columns();
   void permute_W1(bool inverse);
-  void make_work(Work& w, int64_t hs, bool own_shared);
+  void make_work(Work& w, int64_t hs);
   void setup();
   void setup_sparse();
   void transpose_W1(bool back);
@@ -143,7 +142,7 @@ struct Run {
   // The step (train_step.h).
   void forward_rows(Unit& u, int buf, int64_t r0, int64_t r1);
   void forward_blocks(Unit& u, int buf);
-  void partial_logits(Unit& u, int par, int buf);
+  void batch_logits(Unit& u, int par, int buf);
   void init_velocity(Unit& u);
   void prepare(Unit& u, int64_t t);
   static void apply(T* w, T* v, int64_t n, T c);
@@ -155,10 +154,9 @@ struct Run {
   void eval_chunk(Item& it, T* sc, int tid);
   void add_eval_items(int64_t k, std::vector<Item>& items) const;
   void reduce_eval(int64_t k, const Item* items, int64_t n_items, int64_t e);
-  // The schedules (train_schedule.h).
+  // The schedule (train_schedule.h).
   void call_python(int64_t t);
   void run();
-  void run_lockstep();
   void work_on(EvalJob& job, T* sc, int tid);
   void run_dynamic();
 };

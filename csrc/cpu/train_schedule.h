@@ -1,5 +1,5 @@
-// The schedules of the training engine (train_run.h): how an OpenMP team runs the
-// units (one model, or one hidden slice of one, each) and their evaluations, and the
+// The schedule of the training engine (train_run.h): how an OpenMP team runs the
+// models (each runs whole chunks of steps on one thread) and their evaluations, and the
 // calls back into Python for progress and signals. Denormals are flushed to zero inside
 // the run.
 #pragma once
@@ -67,89 +67,12 @@ inline void Run<T>::call_python(int64_t t) {
 template <class T>
 inline void Run<T>::run() {
   setup();
-  if (S > 1)
-    run_lockstep();
-  else
-    run_dynamic();
+  run_dynamic();
   if (sparse) {  // every row of W1 brought to the step its model stopped at
     for (int64_t k = 0; k < K; ++k) catch_up(k, nullptr, m.D, units[k].clock);
     transpose_W1(true);
   } else
     permute_W1(true);
-}
-
-// Slices of one model run on different threads: all units advance in lockstep, one
-// barrier per step; evaluations are shared out item by item.
-template <class T>
-inline void Run<T>::run_lockstep() {
-  std::vector<Item> items;
-  auto last_call = std::chrono::steady_clock::now();
-#ifdef SGDCORE_OPENMP
-#pragma omp parallel num_threads(plan.threads)
-#endif
-  {
-#ifdef SGDCORE_OPENMP
-    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-    const int tid = 0, nth = 1;
-#endif
-    FlushDenormals ftz;
-    const int64_t U = int64_t(units.size());
-    for (int64_t q = tid; q < U; q += nth) {
-      init_velocity(units[q]);
-      prepare(units[q], 0);
-    }
-    int64_t e = 0;
-#ifdef SGDCORE_OPENMP
-#pragma omp barrier
-#endif
-    for (int64_t t = 0; t <= steps; ++t) {
-      if (e < E && evals[e] == t) {
-#ifdef SGDCORE_OPENMP
-#pragma omp single
-#endif
-        {
-          items.clear();
-          for (int64_t k = 0; k < K; ++k)
-            if (div_step[k] < 0) add_eval_items(k, items);
-        }
-        const int64_t I = int64_t(items.size());
-#ifdef SGDCORE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int64_t i = 0; i < I; ++i) eval_chunk(items[i], scratch[tid].data(), tid);
-#ifdef SGDCORE_OPENMP
-#pragma omp master
-#endif
-        {
-          for (int64_t k = 0; k < K; ++k)
-            if (div_step[k] < 0) reduce_eval(k, items.data(), I, e);
-          call_python(t);
-          last_call = std::chrono::steady_clock::now();
-        }
-        ++e;
-#ifdef SGDCORE_OPENMP
-#pragma omp barrier
-#endif
-      }
-      if (abort || t == steps) break;
-      for (int64_t q = tid; q < U; q += nth) step(units[q], t, t + 1 < steps);
-#ifdef SGDCORE_OPENMP
-#pragma omp master
-#endif
-      {
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_call > std::chrono::milliseconds(200)) {
-          call_python(t + 1);
-          last_call = now;
-        }
-      }
-#ifdef SGDCORE_OPENMP
-#pragma omp barrier
-#endif
-    }
-  }
-  if (!abort && (E == 0 || evals[E - 1] != steps)) call_python(steps);
 }
 
 // Work on a job's items until none is left.

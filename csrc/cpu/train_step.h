@@ -1,4 +1,4 @@
-// One SGD step of one unit of the training engine (train_run.h), and the forward of the
+// One SGD step of one model of the training engine (train_run.h), and the forward of the
 // step after it. W1 is updated in blocks: one GEMM (beta = 1) into its velocity buffer,
 // which holds m v - c W1 between steps, one fused pass (W1 += v, next m v - c W1), and
 // the next step's forward on the hot block. Sparse inputs (most pixels 0) take the path
@@ -85,27 +85,24 @@ inline void Run<T>::forward_rows(Unit& u, int buf, int64_t r0, int64_t r1) {
   bias_relu(A, H, t + m.off_b1(), B, r0, r1);
 }
 
-// The unit's whole forward, in the blocks of rows the fused update computes it in
+// The model's whole forward, in the blocks of rows the fused update computes it in
 // (step), so that a batch's activations are the same whichever of the two computes them.
 template <class T>
 inline void Run<T>::forward_blocks(Unit& u, int buf) {
   const int64_t br = std::max<int64_t>(1, plan.block_rows);
-  for (int64_t r0 = u.h0; r0 < u.h1; r0 += br) forward_rows(u, buf, r0, std::min(u.h1, r0 + br));
+  for (int64_t r0 = 0; r0 < m.H; r0 += br) forward_rows(u, buf, r0, std::min(m.H, r0 + br));
 }
 
-// Zpart[par][s] = this unit's share of the logits of the current batch.
+// Zpart[par] = the logits of the current batch.
 template <class T>
-inline void Run<T>::partial_logits(Unit& u, int par, int buf) {
-  T* zp = u.Zpart + (par * S + u.s) * zs;
+inline void Run<T>::batch_logits(Unit& u, int par, int buf) {
+  T* zp = u.Zpart + par * zs;
   const T* t = th(u.k);
   if (m.kind == Kind::MLP) {
-    mm<T>(false, true, B, Kout, u.h1 - u.h0, T(1), u.A + u.h0, m.H,
-          t + m.off_W2() + u.h0, m.H, T(0), zp, Kout);
-    if (u.s == 0) {
-      const T* b2 = t + m.off_b2();
-      for (int64_t j = 0; j < B; ++j)
-        for (int64_t c = 0; c < Kout; ++c) zp[j * Kout + c] += b2[c];
-    }
+    mm<T>(false, true, B, Kout, m.H, T(1), u.A, m.H, t + m.off_W2(), m.H, T(0), zp, Kout);
+    const T* b2 = t + m.off_b2();
+    for (int64_t j = 0; j < B; ++j)
+      for (int64_t c = 0; c < Kout; ++c) zp[j * Kout + c] += b2[c];
     return;
   }
   mm<T>(false, true, B, Kout, m.D, T(1), u.w->Xb.data() + buf * B * Dx, Dx, t, m.D, T(0), zp,
@@ -120,15 +117,15 @@ template <class T>
 inline void Run<T>::init_velocity(Unit& u) {
   if (m.kind != Kind::MLP) return;
   const T c = T(lr[u.k] * l2[u.k] / double(n_train[u.k]));
-  if (sparse) {  // W1T and its velocity, [D, ldw1] (one unit per model)
+  if (sparse) {  // W1T and its velocity, [D, ldw1]
     const T* w = w1t[u.k].get();
     T* vw = v1t[u.k].get();
     for (int64_t i = 0; i < m.D * ldw1; ++i) vw[i] = -c * w[i];
     return;
   }
-  const T* w = th(u.k) + u.h0 * m.D;
-  T* vw = velocity[u.k].get() + u.h0 * m.D;
-  for (int64_t i = 0; i < (u.h1 - u.h0) * m.D; ++i) vw[i] = -c * w[i];
+  const T* w = th(u.k);
+  T* vw = velocity[u.k].get();
+  for (int64_t i = 0; i < m.H * m.D; ++i) vw[i] = -c * w[i];
 }
 
 // Batch, inputs and logits of step t (the first step of a run or of a chunk).
@@ -141,15 +138,14 @@ inline void Run<T>::prepare(Unit& u, int64_t t) {
     bc.build(xtr, u.w->idx.data(), B);
     catch_up(u.k, bc.pixels.data(), int64_t(bc.pixels.size()), t);
     const T* t_ = th(u.k);
-    sparse_forward(xtr, u.w->idx.data(), 0, B, w1t[u.k].get(), ldw1, u.h0, u.h1, u.A, m.H,
-                   m.D);
-    bias_relu(u.A, m.H, t_ + m.off_b1(), B, u.h0, u.h1);
+    sparse_forward(xtr, u.w->idx.data(), 0, B, w1t[u.k].get(), ldw1, 0, m.H, u.A, m.H, m.D);
+    bias_relu(u.A, m.H, t_ + m.off_b1(), B, 0, m.H);
     u.clock = t;
   } else {
     gather(u, buf);
     if (m.kind == Kind::MLP) forward_blocks(u, buf);
   }
-  partial_logits(u, par, buf);
+  batch_logits(u, par, buf);
 }
 
 // v = m v - a G - c w; w += v over n elements, G already folded into v by the GEMM.
@@ -179,7 +175,7 @@ inline void Run<T>::apply_bias(T* b, T* v, const T* g, int64_t n, T mom, T a, T 
   }
 }
 
-// One SGD step of one unit at step t; the batch, its inputs and logits are ready. When
+// One SGD step of one model at step t; the batch, its inputs and logits are ready. When
 // `next` (step t + 1 follows in this chunk) it also prepares step t + 1's.
 template <class T>
 inline void Run<T>::step(Unit& u, int64_t t, bool next) {
@@ -193,19 +189,16 @@ inline void Run<T>::step(Unit& u, int64_t t, bool next) {
   T* v = velocity[k].get();
   const T mom = T(this->mom[k]), a = T(lr[k] / double(B)),
           c = T(lr[k] * l2[k] / double(n_train[k]));
-  // Logits of the batch (sum of the slices' shares, in slice order), residual, loss.
+  // Logits of the batch, residual, loss.
   T* Z = wk.Z.data();
-  const T* zp = u.Zpart + par * S * zs;
-  std::memcpy(Z, zp, sizeof(T) * B * Kout);
-  for (int64_t s = 1; s < S; ++s)
-    for (int64_t i = 0; i < B * Kout; ++i) Z[i] += zp[s * zs + i];
+  std::memcpy(Z, u.Zpart + par * zs, sizeof(T) * B * Kout);
   const int64_t* y = Y + k * N;
   const int64_t* idx = wk.idx.data();
   const double loss =
       residual_sum<double>(Kout, Z, [y, idx](int64_t j) { return y[idx[j]]; }, B, Z, Z);
   if (!std::isfinite(loss)) {
     u.frozen = true;
-    if (u.s == 0) div_step[k] = t;
+    div_step[k] = t;
     return;
   }
   const T* R = Z;
@@ -221,33 +214,31 @@ inline void Run<T>::step(Unit& u, int64_t t, bool next) {
     if (next) {
       u.stream.next(B, wk.idx.data());
       gather(u, 0);
-      partial_logits(u, 1 - par, 0);
+      batch_logits(u, 1 - par, 0);
     }
     return;
   }
-  const int64_t h0 = u.h0, hs = u.h1 - u.h0, C = m.C;
+  const int64_t C = m.C;
   const T* A = u.A;
   T* W2 = t_ + m.off_W2();
   T* vW2 = v + m.off_W2();
-  // dA = (R W2[:, slice]) * (A > 0), with W2 before its update.
+  // dA = (R W2) * (A > 0), with W2 before its update.
   T* dA = wk.dA.data();
   const int64_t dld = wk.dld;
-  mm<T>(false, false, B, hs, C, T(1), R, C, W2 + h0, H, T(0), dA, dld);
-  relu_mask(dA, dld, hs, A + h0, H, B);
-  // W2[:, slice] and b2 (slice 0).
-  mm<T>(true, false, C, hs, B, -a, R, C, A + h0, H, mom, vW2 + h0, H);
-  apply2d(W2 + h0, vW2 + h0, C, hs, H, c);
-  if (u.s == 0) {
-    std::fill(g, g + C, T(0));
-    for (int64_t j = 0; j < B; ++j)
-      for (int64_t q = 0; q < C; ++q) g[q] += R[j * C + q];
-    apply_bias(t_ + m.off_b2(), v + m.off_b2(), g, C, mom, a, c);
-  }
-  // b1[slice].
-  std::fill(g, g + hs, T(0));
+  mm<T>(false, false, B, H, C, T(1), R, C, W2, H, T(0), dA, dld);
+  relu_mask(dA, dld, H, A, H, B);
+  // W2 and b2.
+  mm<T>(true, false, C, H, B, -a, R, C, A, H, mom, vW2, H);
+  apply2d(W2, vW2, C, H, H, c);
+  std::fill(g, g + C, T(0));
   for (int64_t j = 0; j < B; ++j)
-    for (int64_t h = 0; h < hs; ++h) g[h] += dA[j * dld + h];
-  apply_bias(t_ + m.off_b1() + h0, v + m.off_b1() + h0, g, hs, mom, a, c);
+    for (int64_t q = 0; q < C; ++q) g[q] += R[j * C + q];
+  apply_bias(t_ + m.off_b2(), v + m.off_b2(), g, C, mom, a, c);
+  // b1.
+  std::fill(g, g + H, T(0));
+  for (int64_t j = 0; j < B; ++j)
+    for (int64_t h = 0; h < H; ++h) g[h] += dA[j * dld + h];
+  apply_bias(t_ + m.off_b1(), v + m.off_b1(), g, H, mom, a, c);
   if (sparse) {
     sparse_W1_step(u, t, dA, a, mom, c, last);
     if (next) prepare(u, t + 1);
@@ -258,16 +249,16 @@ inline void Run<T>::step(Unit& u, int64_t t, bool next) {
     u.stream.next(B, wk.idx.data());
     gather(u, nxt);
   }
-  // W1[slice] block by block. Its velocity buffer holds u = m v - c W1 between steps,
+  // W1 block by block. Its velocity buffer holds u = m v - c W1 between steps,
   // so one GEMM (beta = 1) gives v = u - a dA^T Xb and one pass does W1 += v and
   // prepares the next u; the next step's forward reads the block while it is in cache.
   const T* Xb = wk.Xb.data() + cur * B * Dx;
   const int64_t br = std::max<int64_t>(1, plan.block_rows);
-  for (int64_t r0 = h0; r0 < u.h1; r0 += br) {
-    const int64_t r1 = std::min(u.h1, r0 + br), n = (r1 - r0) * D;
+  for (int64_t r0 = 0; r0 < H; r0 += br) {
+    const int64_t r1 = std::min(H, r0 + br), n = (r1 - r0) * D;
     T* w = t_ + r0 * D;
     T* vw = v + r0 * D;
-    blas::gemm<T>(true, false, r1 - r0, Dx, B, -a, dA + (r0 - h0), dld, Xb, Dx, T(1), vw, D);
+    blas::gemm<T>(true, false, r1 - r0, Dx, B, -a, dA + r0, dld, Xb, Dx, T(1), vw, D);
     if (Dx == D || c != T(0))
       update_block(w, vw, n, mom, c, last);
     else  // dropped columns: no gradient, no decay, v stays 0: nothing to do
@@ -280,7 +271,7 @@ inline void Run<T>::step(Unit& u, int64_t t, bool next) {
     gather(u, 0);
     forward_blocks(u, 0);
   }
-  partial_logits(u, 1 - par, nxt);
+  batch_logits(u, 1 - par, nxt);
 }
 
 // W1T rows of the batch's pixels at step t (current, see prepare): v = u - a G with
@@ -288,7 +279,7 @@ inline void Run<T>::step(Unit& u, int64_t t, bool next) {
 // stays in L2.
 template <class T>
 inline void Run<T>::sparse_W1_step(Unit& u, int64_t t, const T* dA, T a, T mom, T c, bool last) {
-  const int64_t h0 = u.h0, hs = u.h1 - u.h0;
+  const int64_t hs = m.H;
   const BatchColumns<T>& bc = u.w->cols;
   const int64_t np = int64_t(bc.pixels.size());
   T* w = w1t[u.k].get();
@@ -301,7 +292,7 @@ inline void Run<T>::sparse_W1_step(Unit& u, int64_t t, const T* dA, T a, T mom, 
       const int64_t p = bc.pixels[q], s0 = bc.start[q];
       sparse_rows_dot(g, dA + c0, u.w->dld, bc.row.data() + s0, bc.val.data() + s0,
                        bc.start[q + 1] - s0, n);
-      const int64_t off = p * ldw1 + h0 + c0;
+      const int64_t off = p * ldw1 + c0;
       rows_step(w + off, uv + off, g, n, a, mom, c, last);
     }
   }

@@ -30,17 +30,15 @@ from .sparse import density as input_density
 class Plan:
     """How one run uses the machine.
 
-    threads : OpenMP team size; each thread runs whole units with single-threaded BLAS.
-    slices : hidden-unit slices per MLP model; a unit is (model, slice).
+    threads : OpenMP team size; each thread runs whole models with single-threaded BLAS.
     block_rows : rows of W1 per update block (momentum GEMM, theta += v, next forward).
     fuse : compute the next step's forward inside the update loop (two batch buffers).
     chunk : steps a thread runs on one model before it picks the least advanced model
-        again (when slices == 1).
-    sparse : run an MLP's first layer on the inputs' non-zeros (when slices == 1).
+        again.
+    sparse : run an MLP's first layer on the inputs' non-zeros.
     """
 
     threads: int
-    slices: int
     block_rows: int
     fuse: bool
     chunk: int
@@ -58,15 +56,14 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
     threads). The models are independent: a thread takes the least advanced free model
     and runs ``chunk`` steps of it (about 0.1 s of work), so K = 3 on 2 cores balances
     without any barrier, and the result does not depend on the number of threads (each
-    model's arithmetic is the same wherever it runs, BLAS always on one thread). The
-    lockstep schedule (``slices > 1``: the hidden layer cut across threads, one barrier
-    per step) is only used when asked for through :data:`OVERRIDE`: it helps a lone
-    model on an idle machine, but a barrier costs a scheduler quantum as soon as the
-    cores are shared (750 us per step measured here at load 4, against 1 us without),
-    and it changes rounding with the number of slices. W1 is updated in blocks of 128
-    rows below B = 16 (W1 and velocity blocks stay in L2 between the momentum GEMM, the
-    update and the next forward) and whole from B = 16 on, where the GEMMs dominate; the
-    next forward is fused into that loop while B * D * itemsize <= 2 MiB.
+    model's arithmetic is the same wherever it runs, BLAS always on one thread). Cutting
+    a model's hidden layer across threads in lockstep (one barrier per step) was
+    measured and never won beyond noise (100 steps, K = 3, dense inputs: 1.59, 2.67,
+    2.10, 4.34 s against 1.69, 1.69, 1.13, 3.20 s at B = 1, 4, 16, 64), so it is not
+    offered. W1 is updated in blocks of 128 rows below B = 16 (W1 and velocity blocks
+    stay in L2 between the momentum GEMM, the update and the next forward) and whole
+    from B = 16 on, where the GEMMs dominate; the next forward is fused into that loop
+    while B * D * itemsize <= 2 MiB.
 
     Sparse inputs (``density <= SPARSE_DENSITY``, MLP): the first layer runs on the
     inputs' non-zeros, W1 held transposed, and rows of W1 under no pixel of a batch are
@@ -77,7 +74,6 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
     T = cores() if threads is None else max(1, int(threads))
     if not getattr(_cpu, "openmp", True):  # built without OpenMP: one thread
         T = 1
-    S = 1
     itemsize = np.dtype(dtype).itemsize
     D = model.n_features
     # Small batches: blocks of 128 rows (a block of W1 and of its velocity stay in L2
@@ -91,12 +87,7 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
     est = 6 * P * itemsize / 20e9 + 4 * B * P / 50e9
     chunk = int(max(1, min(1000, round(0.1 / est))))
     sparse = getattr(model, "n_hidden", None) is not None and density <= SPARSE_DENSITY
-    return Plan(threads=T, slices=S, block_rows=rows, fuse=fuse, chunk=chunk, sparse=sparse)
-
-
-#: A dict of :class:`Plan` fields that replace :func:`plan`'s choice (benchmarks, tuning;
-#: e.g. ``{"slices": 2}`` for the lockstep schedule).
-OVERRIDE: dict | None = None
+    return Plan(threads=T, block_rows=rows, fuse=fuse, chunk=chunk, sparse=sparse)
 
 
 @register("train", "cpp", threads="own")
@@ -106,14 +97,11 @@ def train(job):
     # The density of all the data, not of the group's rows: a model's path must not
     # depend on the group it runs in.
     p = plan(model, K, job.batch_size, job.thetas.dtype, density=input_density(job.X))
-    if OVERRIDE:
-        p = Plan(**{**p.__dict__, **OVERRIDE})
     metrics = np.empty((K, job.evals.shape[0], 3))
     div_step = np.empty(K, dtype=np.int64)
     args = (*model.dims, *inputs, metrics, div_step)
     kw = dict(
         threads=p.threads,
-        slices=p.slices,
         block_rows=p.block_rows,
         fuse=p.fuse,
         chunk=p.chunk,
