@@ -52,7 +52,13 @@ import pandas as pd
 
 from .. import sweep
 from . import _common as C
-from ._specs import REQUIRED, add_setting_arguments, schedule, setting_values, spec_maker
+from ._specs import (
+    REQUIRED,
+    add_experiment_arguments,
+    experiment_settings_main,
+    schedule,
+    spec_maker,
+)
 
 NAME = "regularized"
 FULL = {
@@ -451,8 +457,7 @@ SETTINGS = ("steps", "small")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS)
     parser.add_argument(
         "--lambdas",
         type=C.positive_float,
@@ -463,9 +468,5 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        **setting_values(args, SETTINGS),
-        lambdas=None if args.lambdas is None else tuple(args.lambdas),
-    )
+    lambdas = None if args.lambdas is None else tuple(args.lambdas)
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS, lambdas=lambdas)

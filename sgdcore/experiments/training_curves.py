@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import _common as C
-from ._specs import add_setting_arguments, schedule, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, schedule, spec_maker
 
 NAME = "training-curves"
 
@@ -185,13 +185,8 @@ SETTINGS = ("lr", "momentum", "steps", "small")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS)
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        **setting_values(args, SETTINGS),
-    )
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS)
