@@ -609,6 +609,25 @@ def finish_in_process(module, args, df: pd.DataFrame, start: float) -> int:
     return 0
 
 
+def verdict_table(verdicts) -> list[str]:
+    """The Markdown lines of a table of ``verdicts`` (dicts with ``claim``,
+    ``measured``, ``interval``, ``verdict`` and ``note``), one row each.
+
+    >>> verdict_table([{"claim": "c", "measured": "1", "interval": "[0, 2]",
+    ...                 "verdict": "agrees", "note": ""}])[2]
+    '| c | 1 | [0, 2] | **agrees** |  |'
+    """
+    return [
+        "| claim | measured | interval | verdict | note |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {v['claim']} | {v['measured']} | {v['interval']} | **{v['verdict']}** | "
+            f"{v['note']} |"
+            for v in verdicts
+        ),
+    ]
+
+
 def terminal_text(md: str, folder) -> str:
     """A Markdown section as the terminal shows it: each image link
     ``![key](file.png)`` becomes ``figure: <folder>/file.png``.
