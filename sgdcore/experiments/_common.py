@@ -370,6 +370,47 @@ def accuracy_vs_batch(
         ax.legend(handles, labels, loc="lower right")
 
 
+def learning_curve_figures(df: pd.DataFrame, keys, draw, title) -> dict:
+    """Test accuracy (figure ``keys[0]``) and test cross-entropy (``keys[1]``) against
+    gradient updates on a log axis: ``draw(ax, metric)`` draws the curves (see
+    :func:`mean_band`), ``title(ylabel)`` gives each title.
+    """
+    plt = setup_matplotlib()
+    figs = {}
+    for key, metric, ylabel in zip(
+        keys,
+        ("test_accuracy", "test_cross_entropy"),
+        ("test accuracy", "test cross-entropy (mean)"),
+        strict=False,
+    ):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        draw(ax, metric)
+        ax.set_xscale("log")
+        ax.set_xlabel("gradient updates")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title(ylabel))
+        if metric == "test_accuracy":
+            top = df[metric].max()
+            ax.set_ylim(max(0.0, top - 0.25), top + 0.02)
+        else:
+            fin = df.loc[df["step"] > 0, metric]
+            ax.set_ylim(0.0, min(float(fin.max()), 3 * float(fin.min())) * 1.05)
+        ax.legend(loc="lower right" if metric == "test_accuracy" else "upper right")
+        figs[key] = fig
+    return figs
+
+
+def mean_band(ax, runs: pd.DataFrame, metric: str, color, label: str, ls="-", alpha=0.2):
+    """The seed-mean curve of ``metric`` in ``runs`` against updates (step > 0), with a
+    band of one standard deviation.
+    """
+    c = mean_curves(runs, [], metric)
+    c = c[c["step"] > 0]
+    ax.plot(c["step"], c["mean"], color=color, lw=1.8, ls=ls, label=label)
+    sd = c["std"].fillna(0.0)
+    ax.fill_between(c["step"], c["mean"] - sd, c["mean"] + sd, color=color, alpha=alpha, lw=0)
+
+
 def n_classes_of(df: pd.DataFrame) -> int:
     """Classes of the task a sweep table was trained on (its manifest; else 10)."""
     data = df.attrs.get("manifest", {}).get("data") or {}
@@ -607,6 +648,25 @@ def finish_in_process(module, args, df: pd.DataFrame, start: float) -> int:
     names = ", ".join(f"{k}.png" for k in figures)
     print(f"\nwrote {out}/results.parquet, {names}, summary.md ({seconds:.0f} s)")
     return 0
+
+
+def verdict_table(verdicts) -> list[str]:
+    """The Markdown lines of a table of ``verdicts`` (dicts with ``claim``,
+    ``measured``, ``interval``, ``verdict`` and ``note``), one row each.
+
+    >>> verdict_table([{"claim": "c", "measured": "1", "interval": "[0, 2]",
+    ...                 "verdict": "agrees", "note": ""}])[2]
+    '| c | 1 | [0, 2] | **agrees** |  |'
+    """
+    return [
+        "| claim | measured | interval | verdict | note |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {v['claim']} | {v['measured']} | {v['interval']} | **{v['verdict']}** | "
+            f"{v['note']} |"
+            for v in verdicts
+        ),
+    ]
 
 
 def terminal_text(md: str, folder) -> str:

@@ -126,16 +126,18 @@ OPTIONS = {
     "momenta": (C.momentum_value, "+", "values of m"),
     "ns": (C.positive_int, "+", "training-set sizes"),
     "steps": (C.positive_int, None, "SGD steps per run"),
+    "time": (C.positive_float, None, "the training time of every run (steps rule)"),
     "small": (C.positive_int, None, "the small batch size ({default})"),
 }
 
 
-def add_setting_arguments(parser, full: dict, names) -> None:
+def add_setting_arguments(parser, full: dict, names, helps=None) -> None:
     """``--NAME`` for each setting in ``names`` (:data:`OPTIONS`), default None (the
-    experiment's table).
+    experiment's table); ``helps`` maps a name to the help that replaces its default one.
     """
     for name in names:
         kind, nargs, text = OPTIONS[name]
+        text = (helps or {}).get(name, text)
         parser.add_argument(
             f"--{name}",
             type=kind,
@@ -148,3 +150,22 @@ def add_setting_arguments(parser, full: dict, names) -> None:
 def setting_values(args, names) -> dict:
     """The ``run`` keywords of the settings ``names`` from parsed ``args``."""
     return {name: getattr(args, name) for name in names}
+
+
+def add_experiment_arguments(parser, name: str, full: dict, names, search=False, helps=None):
+    """The options of experiment ``name``: the common ones, the batch-size search's
+    budget (with ``search``) and ``--NAME`` per setting in ``names``
+    (:func:`add_setting_arguments`).
+    """
+    C.add_common_arguments(parser, name)
+    if search:
+        C.add_search_arguments(parser)
+    add_setting_arguments(parser, full, names, helps)
+
+
+def experiment_settings_main(module, args, names, search=False, **extra) -> int:
+    """The ``main`` of an experiment whose ``run`` takes the settings ``names`` (and
+    ``max_runs`` with ``search``) from parsed ``args``, plus the keywords ``extra``.
+    """
+    budget = {"max_runs": args.max_runs} if search else {}
+    return C.experiment_main(module, args, **budget, **setting_values(args, names), **extra)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from . import _bracket
 from . import _common as C
-from ._specs import add_setting_arguments, schedule, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, schedule, spec_maker
 
 NAME = "batch-size"
 
@@ -234,15 +234,8 @@ SETTINGS = ("lr", "momentum", "steps")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    C.add_search_arguments(parser)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS, search=True)
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        max_runs=args.max_runs,
-        **setting_values(args, SETTINGS),
-    )
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS, search=True)

@@ -374,12 +374,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
         f"{p['rhat_cost']:.3f}; a Gaussian posterior around a minimum would put the cost "
         f"about P/2 = {p['n_params'] / 2:.0f} above the minimum's.",
         "",
-        "| claim | measured | interval | verdict | note |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {v['claim']} | {v['measured']} | {v['interval']} | **{v['verdict']}** | {v['note']} |"
-        for v in vs
+        *C.verdict_table(vs),
     ]
     lines += ["", "![langevin_chains](langevin_chains.png)"]
     summary = {

@@ -31,7 +31,7 @@ import sys
 import pandas as pd
 
 from . import _common as C
-from ._specs import add_setting_arguments, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, spec_maker
 
 NAME = "lr-scaling"
 
@@ -124,26 +124,15 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 
 #: The settings with a command-line option of their own.
-SETTINGS = ("lrs", "momentum")
+SETTINGS = ("lrs", "momentum", "time")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    C.add_search_arguments(parser)
-    add_setting_arguments(parser, FULL, SETTINGS)
-    parser.add_argument(
-        "--time",
-        type=C.positive_float,
-        default=None,
-        help="ε × steps of every run (steps = time/ε)",
-    )
+    add_experiment_arguments(
+        parser, NAME, FULL, SETTINGS, search=True,
+        helps={"time": "ε × steps of every run (steps = time/ε)"},
+    )  # fmt: skip
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        max_runs=args.max_runs,
-        **setting_values(args, SETTINGS),
-        time=args.time,
-    )
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS, search=True)

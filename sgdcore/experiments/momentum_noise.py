@@ -360,11 +360,7 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
             f"| {r.case} | {r.lr:g} | {r.batch_size} | {r.momentum:g} | {r.noise_scale:.3g} | "
             f"{r.x:.3g} | {r.measured:.4g} | {r.mcse:.2g} | {r.sde:.4g} | {r.discrete:.4g} |"
         )
-    lines += ["", "| claim | measured | interval | verdict | note |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {v['claim']} | {v['measured']} | {v['interval']} | **{v['verdict']}** | {v['note']} |"
-        for v in vs
-    ]
+    lines += ["", *C.verdict_table(vs)]
     lines += ["", "![momentum_noise](momentum_noise.png)"]
     summary = {
         "verdicts": vs,

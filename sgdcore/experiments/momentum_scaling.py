@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import _common as C
-from ._specs import add_setting_arguments, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, spec_maker
 
 NAME = "momentum-scaling"
 
@@ -139,19 +139,14 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
 
 
 #: The settings with a command-line option of their own.
-SETTINGS = ("momenta", "lr")
+SETTINGS = ("momenta", "lr", "time")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    C.add_search_arguments(parser)
-    add_setting_arguments(parser, FULL, SETTINGS)
-    parser.add_argument(
-        "--time",
-        type=C.positive_float,
-        default=None,
-        help="ε·steps/(1-m) of every run (steps rule)",
-    )
+    add_experiment_arguments(
+        parser, NAME, FULL, SETTINGS, search=True,
+        helps={"time": "ε·steps/(1-m) of every run (steps rule)"},
+    )  # fmt: skip
     parser.add_argument(
         "--fixed-steps",
         type=C.positive_int,
@@ -161,11 +156,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        max_runs=args.max_runs,
-        **setting_values(args, SETTINGS),
-        time=args.time,
-        fixed_steps=args.fixed_steps,
+    return experiment_settings_main(
+        sys.modules[__name__], args, SETTINGS, search=True, fixed_steps=args.fixed_steps
     )

@@ -44,7 +44,7 @@ import sys
 import pandas as pd
 
 from . import _common as C
-from ._specs import add_setting_arguments, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, spec_maker
 
 NAME = "n-scaling"
 
@@ -141,15 +141,8 @@ SETTINGS = ("ns", "lr", "momentum", "steps")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    C.add_search_arguments(parser)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS, search=True)
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        max_runs=args.max_runs,
-        **setting_values(args, SETTINGS),
-    )
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS, search=True)

@@ -52,17 +52,20 @@ import pandas as pd
 
 from .. import sweep
 from . import _common as C
-from ._specs import REQUIRED, add_setting_arguments, schedule, setting_values, spec_maker
+from . import training_curves
+from ._specs import (
+    REQUIRED,
+    add_experiment_arguments,
+    experiment_settings_main,
+    schedule,
+    spec_maker,
+)
 
 NAME = "regularized"
+#: Fig. 3's runs (:data:`sgdcore.experiments.training_curves.FULL`) with the l2 grid and
+#: the evidence scan's settings.
 FULL = {
-    "hidden": 800,
-    "lr": 0.1,
-    "momentum": 0.9,
-    "steps": 5000,
-    "seeds": 3,
-    "evals": 40,
-    "small": 30,
+    **training_curves.FULL,
     "lambdas": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0),
     "scan_steps": 2000,
     "probes": 20,
@@ -334,40 +337,20 @@ def plot(df: pd.DataFrame) -> dict:
     """Fig. 8a/8b (test accuracy and cross-entropy against updates, seed means with one
     standard deviation; solid with L2, dashed without) and the evidence scan.
     """
-    plt = C.setup_matplotlib()
     n = int(df["n_train"].iloc[0])
-    figs = {}
-    for key, metric, ylabel in (
-        (FIGURES[0], "test_accuracy", "test accuracy"),
-        (FIGURES[1], "test_cross_entropy", "test cross-entropy (mean)"),
-    ):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+
+    def draw(ax, metric):
         for (b, lam), sub in df.groupby(["batch_size", "l2"]):
-            c = C.mean_curves(sub, [], metric)
-            c = c[c["step"] > 0]
-            color = _COLORS["full" if b == n else "small"]
             label = f"B = {b}{' (full)' if b == n else ''}, " + (
                 f"l2 = {lam:g}" if lam > 0 else "no L2"
             )
-            ax.plot(
-                c["step"], c["mean"], color=color, lw=1.8, ls="-" if lam > 0 else "--", label=label
-            )
-            sd = c["std"].fillna(0.0)
-            ax.fill_between(
-                c["step"], c["mean"] - sd, c["mean"] + sd, color=color, alpha=0.15, lw=0
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("gradient updates")
-        ax.set_ylabel(ylabel)
-        if metric == "test_accuracy":
-            top = df[metric].max()
-            ax.set_ylim(max(0.0, top - 0.25), top + 0.02)
-        else:
-            fin = df.loc[df["step"] > 0, metric]
-            ax.set_ylim(0.0, min(float(fin.max()), 3 * float(fin.min())) * 1.05)
-        ax.set_title(f"{ylabel}: with and without L2 (N = {n})")
-        ax.legend(loc="lower right" if metric == "test_accuracy" else "upper right")
-        figs[key] = fig
+            color = _COLORS["full" if b == n else "small"]
+            C.mean_band(ax, sub, metric, color, label, ls="-" if lam > 0 else "--", alpha=0.15)
+
+    figs = C.learning_curve_figures(
+        df, FIGURES, draw, lambda ylabel: f"{ylabel}: with and without L2 (N = {n})"
+    )
+    plt = C.setup_matplotlib()
     scan = df.attrs.get("evidence")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if scan is not None:
@@ -451,8 +434,7 @@ SETTINGS = ("steps", "small")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS)
     parser.add_argument(
         "--lambdas",
         type=C.positive_float,
@@ -463,9 +445,5 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        **setting_values(args, SETTINGS),
-        lambdas=None if args.lambdas is None else tuple(args.lambdas),
-    )
+    lambdas = None if args.lambdas is None else tuple(args.lambdas)
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS, lambdas=lambdas)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import _common as C
-from ._specs import add_setting_arguments, schedule, setting_values, spec_maker
+from ._specs import add_experiment_arguments, experiment_settings_main, schedule, spec_maker
 
 NAME = "training-curves"
 
@@ -94,35 +94,20 @@ def plot(df: pd.DataFrame) -> dict:
     """Fig. 3a (test accuracy) and Fig. 3b (test cross-entropy) against updates, mean over
     seeds with a band of one standard deviation.
     """
-    plt = C.setup_matplotlib()
     n = int(df["n_train"].iloc[0])
-    figs = {}
-    for key, metric, ylabel in (
-        (FIGURES[0], "test_accuracy", "test accuracy"),
-        (FIGURES[1], "test_cross_entropy", "test cross-entropy (mean)"),
-    ):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    r = df.iloc[0]
+
+    def draw(ax, metric):
         for color, (b, sub) in zip(("#d62728", "#1f77b4"), df.groupby("batch_size"), strict=False):
-            c = C.mean_curves(sub, [], metric)
-            c = c[c["step"] > 0]
             label = f"B = {b}" + (" (full batch)" if b == n else "")
-            ax.plot(c["step"], c["mean"], color=color, lw=1.8, label=label)
-            sd = c["std"].fillna(0.0)
-            ax.fill_between(c["step"], c["mean"] - sd, c["mean"] + sd, color=color, alpha=0.2, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("gradient updates")
-        ax.set_ylabel(ylabel)
-        r = df.iloc[0]
-        ax.set_title(f"{ylabel}: ε = {r['lr']:g}, m = {r['momentum']:g}, N = {n}")
-        if metric == "test_accuracy":
-            top = df[metric].max()
-            ax.set_ylim(max(0.0, top - 0.25), top + 0.02)
-        else:
-            fin = df.loc[df["step"] > 0, metric]
-            ax.set_ylim(0.0, min(float(fin.max()), 3 * float(fin.min())) * 1.05)
-        ax.legend(loc="lower right" if metric == "test_accuracy" else "upper right")
-        figs[key] = fig
-    return figs
+            C.mean_band(ax, sub, metric, color, label)
+
+    return C.learning_curve_figures(
+        df,
+        FIGURES,
+        draw,
+        lambda ylabel: f"{ylabel}: ε = {r['lr']:g}, m = {r['momentum']:g}, N = {n}",
+    )
 
 
 def summarize(df: pd.DataFrame) -> tuple[dict, str]:
@@ -185,13 +170,8 @@ SETTINGS = ("lr", "momentum", "steps", "small")
 
 
 def add_arguments(parser) -> None:
-    C.add_common_arguments(parser, NAME)
-    add_setting_arguments(parser, FULL, SETTINGS)
+    add_experiment_arguments(parser, NAME, FULL, SETTINGS)
 
 
 def main(args) -> int:
-    return C.experiment_main(
-        sys.modules[__name__],
-        args,
-        **setting_values(args, SETTINGS),
-    )
+    return experiment_settings_main(sys.modules[__name__], args, SETTINGS)
