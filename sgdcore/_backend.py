@@ -39,8 +39,9 @@ _HOW_TO_GET = {
     "numba": "install it with `pip install numba`",
     "cpp": "rebuild sgdcore with `pip install -e .` (needs a C++17 compiler and pybind11)",
     "cuda": (
-        "rebuild sgdcore on a machine with nvcc (`SGDCORE_CUDA=1 pip install -e .`) and "
-        "install CuPy; it runs only where a GPU is present"
+        "it needs an NVIDIA GPU, CuPy (`pip install -e .[cuda]` installs cupy-cuda13x) "
+        "and sgdcore built where nvcc is found (`SGDCORE_CUDA=1 pip install -e .` says so "
+        "if it is not)"
     ),
     "numpy": "install numpy",
 }
@@ -73,8 +74,15 @@ def _probe(backend: str) -> None:
     elif backend == "cpp":
         importlib.import_module("sgdcore._cpu")
     elif backend == "cuda":
+        # CuPy and a device first: where either is missing, sgdcore._cuda is never loaded.
+        cupy = importlib.import_module("cupy")
+        try:
+            n_devices = cupy.cuda.runtime.getDeviceCount()
+        except cupy.cuda.runtime.CUDARuntimeError as exc:
+            raise ImportError(f"CuPy finds no usable GPU ({exc})") from None
+        if n_devices == 0:
+            raise ImportError("CuPy finds no GPU")
         importlib.import_module("sgdcore._cuda")
-        importlib.import_module("cupy")
 
 
 def _load(backend: str) -> str | None:
