@@ -10,10 +10,10 @@ import os
 
 import numpy as np
 import pytest
+from cases import MODELS, TOL, data, dtypes, params  # tests/gpu/cases.py
 
 import sgdcore
 from sgdcore import _backend, reference
-from sgdcore.models import MLP, LogisticRegression
 
 pytestmark = pytest.mark.gpu
 
@@ -21,8 +21,10 @@ usable, why = _backend.backend_status("cuda")
 if not usable:
     pytest.skip(f"the cuda backend is not usable here: {why}", allow_module_level=True)
 if os.environ.get("CUPY_TF32") == "1":
-    pytest.skip("CUPY_TF32=1 changes float32 GEMMs; these tolerances are for TF32 off",
-                allow_module_level=True)
+    pytest.skip(
+        "CUPY_TF32=1 changes float32 GEMMs; these tolerances are for TF32 off",
+        allow_module_level=True,
+    )
 
 import cupy as cp  # noqa: E402
 
@@ -30,57 +32,52 @@ from sgdcore.kernels._cuda import curvature as dcurv  # noqa: E402
 from sgdcore.kernels._cuda import grads as dgrads  # noqa: E402
 from sgdcore.kernels._cuda import loss_and_grad as dlag  # noqa: E402
 
-MODELS = [LogisticRegression(7), LogisticRegression(6, n_classes=4), MLP(8, 9, 3)]
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
-
-
-def _data(model, n=97, dtype=np.float64, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, model.n_features)).astype(dtype)
-    y = rng.integers(0, model.n_classes, n)
-    theta = (model.init(seed) + 0.2 * rng.standard_normal(model.n_params)).astype(dtype)
-    return theta, X, y
-
 
 def _close(got, want, dtype):
     got = cp.asnumpy(got) if isinstance(got, cp.ndarray) else np.asarray(got)
     np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
-params = pytest.mark.parametrize("net", MODELS, ids=lambda m: m.kind)
-dtypes = pytest.mark.parametrize("fp", [np.float64, np.float32])
-
-
 @params
 @dtypes
 def test_loss_grad_proba_accuracy_through_the_public_api(net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype)
+    theta, X, y = data(net, dtype=dtype)
     c, g = sgdcore.loss_and_grad(net, theta, X, y, l2=0.3, backend="cuda")
     assert isinstance(g, np.ndarray)
     _close(c, reference.loss(net, theta, X, y, l2=0.3), dtype)
     _close(g, reference.grad(net, theta, X, y, l2=0.3), dtype)
     _close(sgdcore.loss(net, theta, X, y, backend="cuda"), reference.loss(net, theta, X, y), dtype)
-    _close(sgdcore.predict_proba(net, theta, X, backend="cuda"),
-           reference.predict_proba(net, theta, X), dtype)
+    _close(
+        sgdcore.predict_proba(net, theta, X, backend="cuda"),
+        reference.predict_proba(net, theta, X),
+        dtype,
+    )
     assert sgdcore.accuracy(net, theta, X, y, backend="cuda") == reference.accuracy(
-        net, theta.astype(np.float64), X.astype(np.float64), y)
+        net, theta.astype(np.float64), X.astype(np.float64), y
+    )
 
 
 @params
 @dtypes
 def test_per_example_quantities(net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype)
-    _close(sgdcore.per_example_grad_norms(net, theta, X, y, backend="cuda") ** 2,
-           reference.per_example_grad_norms(net, theta, X, y, squared=True), dtype)
-    _close(sgdcore.per_example_grads(net, theta, X, y, backend="cuda"),
-           reference.per_example_grads(net, theta, X, y), dtype)
+    theta, X, y = data(net, dtype=dtype)
+    _close(
+        sgdcore.per_example_grad_norms(net, theta, X, y, backend="cuda") ** 2,
+        reference.per_example_grad_norms(net, theta, X, y, squared=True),
+        dtype,
+    )
+    _close(
+        sgdcore.per_example_grads(net, theta, X, y, backend="cuda"),
+        reference.per_example_grads(net, theta, X, y),
+        dtype,
+    )
 
 
 @params
 def test_gradient_noise_every_field(net):
-    theta, X, y = _data(net)
+    theta, X, y = data(net)
     got = sgdcore.gradient_noise(net, theta, X, y, backend="cuda")
     want = reference.gradient_noise(net, theta, X, y)
     for field in ("trace_cov", "grad_norm_sq", "b_simple"):
@@ -92,22 +89,31 @@ def test_gradient_noise_every_field(net):
 
 @params
 def test_hvp_ggn_and_logistic_hessian(net):
-    theta, X, y = _data(net)
+    theta, X, y = data(net)
     v = np.random.default_rng(4).standard_normal(net.n_params)
-    _close(sgdcore.hvp(net, theta, X, y, v, backend="cuda"), reference.hvp(net, theta, X, y, v),
-           np.float64)
-    _close(sgdcore.ggn_vp(net, theta, X, y, v, backend="cuda"),
-           reference.ggn_vp(net, theta, X, y, v), np.float64)
+    _close(
+        sgdcore.hvp(net, theta, X, y, v, backend="cuda"),
+        reference.hvp(net, theta, X, y, v),
+        np.float64,
+    )
+    _close(
+        sgdcore.ggn_vp(net, theta, X, y, v, backend="cuda"),
+        reference.ggn_vp(net, theta, X, y, v),
+        np.float64,
+    )
     if net.kind != "mlp":
-        _close(sgdcore.hessian(net, theta, X, y, backend="cuda"),
-               reference.hessian(net, theta, X, y), np.float64)
+        _close(
+            sgdcore.hessian(net, theta, X, y, backend="cuda"),
+            reference.hessian(net, theta, X, y),
+            np.float64,
+        )
 
 
 @params
 @dtypes
 def test_cupy_arrays_in_give_cupy_arrays_out_at_the_kernel_level(net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype)
+    theta, X, y = data(net, dtype=dtype)
     td, Xd, yd = cp.asarray(theta), cp.asarray(X), cp.asarray(y)
     g = cp.empty_like(td)
     ce = dlag.loss_and_grad(net, td, Xd, yd, g)
@@ -127,7 +133,7 @@ def test_cupy_arrays_in_give_cupy_arrays_out_at_the_kernel_level(net, fp):
 
 def test_two_streams_give_the_results_of_one():
     net = MODELS[2]
-    theta, X, y = _data(net, n=4000)
+    theta, X, y = data(net, n=4000)
     want = reference.grad(net, theta, X, y)
     outs = []
     streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
@@ -145,7 +151,7 @@ def test_two_streams_give_the_results_of_one():
 
 def test_bad_device_inputs_name_the_argument():
     net = MODELS[0]
-    theta, X, y = _data(net)
+    theta, X, y = data(net)
     with pytest.raises(ValueError, match="X is a NumPy array but theta is a CuPy array"):
         dlag.loss_and_grad(net, cp.asarray(theta), X, y, None)
     Xf = cp.asfortranarray(cp.asarray(X))

@@ -6,7 +6,8 @@ and ``sgdcore._cuda`` by NumPy versions of its launchers that follow the contrac
 arrays, the dtype that the ``f64`` flag names, sizes that match ``n``, ``K``, ...). So
 these tests check the backend's orchestration: layouts, views, GEMM shapes, which kernel
 runs on which buffer, the host <-> device copies and the argument checks. The CUDA
-kernels themselves are compiled by ``tests/test_cuda_build.py`` and run by ``tests/gpu/``.
+kernels themselves are compiled by ``tests/test_cuda_build.py`` and run on a device by
+``tests/gpu/test_cuda_backend.py``. This file needs no GPU and runs everywhere.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import types
 
 import numpy as np
 import pytest
+from cases import MODELS, TOL, data, dtypes, params  # tests/gpu/cases.py
 
 import sgdcore
 from sgdcore import _backend, reference
-from sgdcore.models import MLP, LogisticRegression
 
 # ------------------------------------------------------------------ the stand-ins
 
@@ -177,7 +178,11 @@ def fake_gpu():
     saved_modules = {k: v for k, v in sys.modules.items() if k.startswith("sgdcore.kernels._cuda")}
     mp = pytest.MonkeyPatch()
     mp.setitem(sys.modules, "cupy", _fake_cupy())
-    mp.setitem(sys.modules, "sgdcore._cuda", _fake_cuda())
+    fake_ext = _fake_cuda()
+    mp.setitem(sys.modules, "sgdcore._cuda", fake_ext)
+    # `from ... import _cuda` reads the package attribute first (set where the real
+    # extension was imported, as on a GPU machine)
+    mp.setattr(sgdcore, "_cuda", fake_ext, raising=False)
     for k in saved_modules:
         mp.delitem(sys.modules, k)
     _backend._LOADED.pop("cuda", None)
@@ -201,19 +206,6 @@ def fake_gpu():
 
 # ------------------------------------------------------------------------- tests
 
-MODELS = [LogisticRegression(7), LogisticRegression(6, n_classes=4), MLP(8, 9, 3)]
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-10), np.float32: dict(rtol=1e-5, atol=1e-5)}
-params = pytest.mark.parametrize("net", MODELS, ids=lambda m: m.kind)
-dtypes = pytest.mark.parametrize("fp", [np.float64, np.float32])
-
-
-def _data(model, n=53, dtype=np.float64, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, model.n_features)).astype(dtype)
-    y = rng.integers(0, model.n_classes, n)
-    theta = (model.init(seed) + 0.2 * rng.standard_normal(model.n_params)).astype(dtype)
-    return theta, X, y
-
 
 def _close(got, want, dtype):
     assert not isinstance(got, DevArray), "a host call returned a device array"
@@ -224,7 +216,7 @@ def _close(got, want, dtype):
 @dtypes
 def test_losses_through_the_public_api(fake_gpu, net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype)
+    theta, X, y = data(net, dtype=dtype)
     CALLS.clear()
     c, g = sgdcore.loss_and_grad(net, theta, X, y, l2=0.3, backend="cuda")
     assert "output_residual" in CALLS and ("bias_relu" in CALLS) == (net.kind == "mlp")
@@ -244,7 +236,7 @@ def test_losses_through_the_public_api(fake_gpu, net, fp):
 @dtypes
 def test_per_example_quantities_through_the_public_api(fake_gpu, net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype)
+    theta, X, y = data(net, dtype=dtype)
     CALLS.clear()
     norms = sgdcore.per_example_grad_norms(net, theta, X, y, backend="cuda")
     assert CALLS.count("layer_sqnorms") == (2 if net.kind == "mlp" else 1)
@@ -258,7 +250,7 @@ def test_per_example_quantities_through_the_public_api(fake_gpu, net, fp):
 
 @params
 def test_gradient_noise_every_field_through_the_public_api(fake_gpu, net):
-    theta, X, y = _data(net, seed=2)
+    theta, X, y = data(net, seed=2)
     got = sgdcore.gradient_noise(net, theta, X, y, backend="cuda")
     want = reference.gradient_noise(net, theta, X, y)
     for field in ("trace_cov", "grad_norm_sq", "b_simple"):
@@ -276,7 +268,7 @@ def test_gradient_noise_every_field_through_the_public_api(fake_gpu, net):
 @dtypes
 def test_curvature_through_the_public_api(fake_gpu, net, fp):
     dtype = fp
-    theta, X, y = _data(net, dtype=dtype, seed=4)
+    theta, X, y = data(net, dtype=dtype, seed=4)
     v = np.random.default_rng(4).standard_normal(net.n_params).astype(dtype)
     CALLS.clear()
     _close(
@@ -302,7 +294,7 @@ def test_device_arrays_in_give_device_arrays_out(fake_gpu, net, fp):
     dtype = fp
     from sgdcore.kernels._cuda import curvature, grads, loss_and_grad
 
-    theta, X, y = _data(net, dtype=dtype, seed=5)
+    theta, X, y = data(net, dtype=dtype, seed=5)
     td, Xd, yd = _dev(theta), _dev(X), _dev(y)
     g = _dev(np.empty_like(theta))
     ce = loss_and_grad.loss_and_grad(net, td, Xd, yd, g)
@@ -328,7 +320,7 @@ def test_mixed_and_non_contiguous_inputs_are_refused_by_name(fake_gpu):
     from sgdcore.kernels._cuda import loss_and_grad
 
     net = MODELS[0]
-    theta, X, y = _data(net)
+    theta, X, y = data(net)
     with pytest.raises(ValueError, match="X is a NumPy array but theta is a CuPy array"):
         loss_and_grad.loss_and_grad(net, _dev(theta), X, y, None)
     with pytest.raises(ValueError, match="X is a non-contiguous CuPy array"):
@@ -339,7 +331,7 @@ def test_mixed_and_non_contiguous_inputs_are_refused_by_name(fake_gpu):
 def test_operators_lanczos_and_evidence_through_the_public_api(fake_gpu, net):
     from sgdcore import curvature, evidence
 
-    theta, X, y = _data(net, n=40, seed=7)
+    theta, X, y = data(net, n=40, seed=7)
     H = reference.hessian(net, theta, X, y, l2=0.5)
     op = curvature.HessianOperator(net, theta, X, y, l2=0.5, backend="cuda")
     v = np.random.default_rng(8).standard_normal(net.n_params)
