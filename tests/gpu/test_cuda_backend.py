@@ -10,9 +10,18 @@ import os
 
 import numpy as np
 import pytest
-from cases import MODELS, TOL, data, dtypes, params  # tests/gpu/cases.py
+from cases import (  # tests/gpu/cases.py
+    MODELS,
+    TOL,
+    check_device_kernels,
+    check_gradient_noise,
+    check_operators_and_evidence,
+    check_public_api,
+    data,
+    dtypes,
+    params,
+)
 
-import sgdcore
 from sgdcore import _backend, reference
 
 pytestmark = pytest.mark.gpu
@@ -28,8 +37,6 @@ if os.environ.get("CUPY_TF32") == "1":
 
 import cupy as cp  # noqa: E402
 
-from sgdcore.kernels._cuda import curvature as dcurv  # noqa: E402
-from sgdcore.kernels._cuda import grads as dgrads  # noqa: E402
 from sgdcore.kernels._cuda import loss_and_grad as dlag  # noqa: E402
 
 
@@ -40,95 +47,24 @@ def _close(got, want, dtype):
 
 @params
 @dtypes
-def test_loss_grad_proba_accuracy_through_the_public_api(net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype)
-    c, g = sgdcore.loss_and_grad(net, theta, X, y, l2=0.3, backend="cuda")
-    assert isinstance(g, np.ndarray)
-    _close(c, reference.loss(net, theta, X, y, l2=0.3), dtype)
-    _close(g, reference.grad(net, theta, X, y, l2=0.3), dtype)
-    _close(sgdcore.loss(net, theta, X, y, backend="cuda"), reference.loss(net, theta, X, y), dtype)
-    _close(
-        sgdcore.predict_proba(net, theta, X, backend="cuda"),
-        reference.predict_proba(net, theta, X),
-        dtype,
-    )
-    assert sgdcore.accuracy(net, theta, X, y, backend="cuda") == reference.accuracy(
-        net, theta.astype(np.float64), X.astype(np.float64), y
-    )
-
-
-@params
-@dtypes
-def test_per_example_quantities(net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype)
-    _close(
-        sgdcore.per_example_grad_norms(net, theta, X, y, backend="cuda") ** 2,
-        reference.per_example_grad_norms(net, theta, X, y, squared=True),
-        dtype,
-    )
-    _close(
-        sgdcore.per_example_grads(net, theta, X, y, backend="cuda"),
-        reference.per_example_grads(net, theta, X, y),
-        dtype,
-    )
+def test_every_quantity_through_the_public_api(net, fp):
+    check_public_api(net, fp)
 
 
 @params
 def test_gradient_noise_every_field(net):
-    theta, X, y = data(net)
-    got = sgdcore.gradient_noise(net, theta, X, y, backend="cuda")
-    want = reference.gradient_noise(net, theta, X, y)
-    for field in ("trace_cov", "grad_norm_sq", "b_simple"):
-        _close(getattr(got, field), want[field], np.float64)
-    _close(got.mean_grad, want["mean_grad"], np.float64)
-    v = np.random.default_rng(3).standard_normal(net.n_params)
-    _close(got.cov_matvec(v), want["cov"] @ v, np.float64)
-
-
-@params
-def test_hvp_ggn_and_logistic_hessian(net):
-    theta, X, y = data(net)
-    v = np.random.default_rng(4).standard_normal(net.n_params)
-    _close(
-        sgdcore.hvp(net, theta, X, y, v, backend="cuda"),
-        reference.hvp(net, theta, X, y, v),
-        np.float64,
-    )
-    _close(
-        sgdcore.ggn_vp(net, theta, X, y, v, backend="cuda"),
-        reference.ggn_vp(net, theta, X, y, v),
-        np.float64,
-    )
-    if net.kind != "mlp":
-        _close(
-            sgdcore.hessian(net, theta, X, y, backend="cuda"),
-            reference.hessian(net, theta, X, y),
-            np.float64,
-        )
+    check_gradient_noise(net)
 
 
 @params
 @dtypes
 def test_cupy_arrays_in_give_cupy_arrays_out_at_the_kernel_level(net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype)
-    td, Xd, yd = cp.asarray(theta), cp.asarray(X), cp.asarray(y)
-    g = cp.empty_like(td)
-    ce = dlag.loss_and_grad(net, td, Xd, yd, g)
-    _close(ce, reference.loss(net, theta, X, y), dtype)
-    _close(g, reference.grad(net, theta, X, y), dtype)
-    p = dlag.predict_proba(net, td, Xd)
-    assert isinstance(p, cp.ndarray)
-    _close(p, reference.predict_proba(net, theta, X), dtype)
-    sq = cp.empty(X.shape[0], dtype=dtype)
-    dgrads.per_example_grad_sqnorms(net, td, Xd, yd, sq)
-    _close(sq, reference.per_example_grad_norms(net, theta, X, y, squared=True), dtype)
-    v = np.random.default_rng(5).standard_normal(net.n_params).astype(dtype)
-    out = cp.empty((1, net.n_params), dtype=dtype)
-    dcurv.hvp(net, td, Xd, yd, cp.asarray(v)[None], out)
-    _close(out[0], reference.hvp(net, theta, X, y, v), dtype)
+    check_device_kernels(net, fp, cp.asarray, cp.asnumpy, cp.ndarray)
+
+
+@params
+def test_operators_lanczos_and_evidence(net):
+    check_operators_and_evidence(net)
 
 
 def test_two_streams_give_the_results_of_one():

@@ -17,10 +17,19 @@ import types
 
 import numpy as np
 import pytest
-from cases import MODELS, TOL, data, dtypes, params  # tests/gpu/cases.py
+from cases import (  # tests/gpu/cases.py
+    MODELS,
+    check_device_kernels,
+    check_gradient_noise,
+    check_operators_and_evidence,
+    check_public_api,
+    data,
+    dtypes,
+    params,
+)
 
 import sgdcore
-from sgdcore import _backend, reference
+from sgdcore import _backend
 
 # ------------------------------------------------------------------ the stand-ins
 
@@ -207,113 +216,40 @@ def fake_gpu():
 # ------------------------------------------------------------------------- tests
 
 
-def _close(got, want, dtype):
-    assert not isinstance(got, DevArray), "a host call returned a device array"
-    np.testing.assert_allclose(got, want, **TOL[dtype])
+EXPECTED = {  # quantity -> the kernels of sgdcore._cuda its call must have launched
+    "loss_and_grad": {"output_residual"},
+    "per_example_grad_norms": {"output_residual", "layer_sqnorms"},
+    "hvp": set(),
+}
 
 
 @params
 @dtypes
-def test_losses_through_the_public_api(fake_gpu, net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype)
+def test_every_quantity_through_the_public_api(fake_gpu, net, fp):
+    def ran(quantity):
+        want = set(EXPECTED[quantity])
+        if quantity == "hvp":
+            want.add("logistic_hvp" if net.kind == "logistic_binary" else "output_curvature")
+        if net.kind == "mlp" and quantity != "hvp":
+            want |= {"bias_relu", "relu_mask"}
+        assert want <= set(CALLS), f"{quantity}: {sorted(want - set(CALLS))} did not run"
+        CALLS.clear()
+
     CALLS.clear()
-    c, g = sgdcore.loss_and_grad(net, theta, X, y, l2=0.3, backend="cuda")
-    assert "output_residual" in CALLS and ("bias_relu" in CALLS) == (net.kind == "mlp")
-    _close(c, reference.loss(net, theta, X, y, l2=0.3), dtype)
-    _close(g, reference.grad(net, theta, X, y, l2=0.3), dtype)
-    _close(sgdcore.loss(net, theta, X, y, backend="cuda"), reference.loss(net, theta, X, y), dtype)
-    _close(
-        sgdcore.predict_proba(net, theta, X, backend="cuda"),
-        reference.predict_proba(net, theta, X),
-        dtype,
-    )
-    acc = sgdcore.accuracy(net, theta, X, y, backend="cuda")
-    assert acc == reference.accuracy(net, theta.astype(float), X.astype(float), y)
+    check_public_api(net, fp, ran)
 
 
 @params
-@dtypes
-def test_per_example_quantities_through_the_public_api(fake_gpu, net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype)
+def test_gradient_noise_every_field(fake_gpu, net):
     CALLS.clear()
-    norms = sgdcore.per_example_grad_norms(net, theta, X, y, backend="cuda")
-    assert CALLS.count("layer_sqnorms") == (2 if net.kind == "mlp" else 1)
-    _close(norms**2, reference.per_example_grad_norms(net, theta, X, y, squared=True), dtype)
-    _close(
-        sgdcore.per_example_grads(net, theta, X, y, backend="cuda"),
-        reference.per_example_grads(net, theta, X, y),
-        dtype,
-    )
-
-
-@params
-def test_gradient_noise_every_field_through_the_public_api(fake_gpu, net):
-    theta, X, y = data(net, seed=2)
-    got = sgdcore.gradient_noise(net, theta, X, y, backend="cuda")
-    want = reference.gradient_noise(net, theta, X, y)
-    for field in ("trace_cov", "grad_norm_sq", "b_simple"):
-        _close(getattr(got, field), want[field], np.float64)
-    _close(got.mean_grad, want["mean_grad"], np.float64)
-    v = np.random.default_rng(3).standard_normal(net.n_params)
-    CALLS.clear()
-    _close(got.cov_matvec(v), want["cov"] @ v, np.float64)
-    assert "row_dot_add" in CALLS and "scale_rows" in CALLS
-    ev = np.linalg.eigvalsh(want["cov"])[::-1][:3]
-    _close(got.top_eigenvalues(3), ev, np.float64)
-
-
-@params
-@dtypes
-def test_curvature_through_the_public_api(fake_gpu, net, fp):
-    dtype = fp
-    theta, X, y = data(net, dtype=dtype, seed=4)
-    v = np.random.default_rng(4).standard_normal(net.n_params).astype(dtype)
-    CALLS.clear()
-    _close(
-        sgdcore.hvp(net, theta, X, y, v, backend="cuda"), reference.hvp(net, theta, X, y, v), dtype
-    )
-    want_kernel = "logistic_hvp" if net.kind == "logistic_binary" else "output_curvature"
-    assert want_kernel in CALLS
-    _close(
-        sgdcore.ggn_vp(net, theta, X, y, v, backend="cuda"),
-        reference.ggn_vp(net, theta, X, y, v),
-        dtype,
-    )
-    _close(
-        sgdcore.hessian(net, theta, X, y, backend="cuda"),
-        reference.hessian(net, theta, X, y),
-        dtype,
-    )
+    check_gradient_noise(net)
+    assert {"layer_sqnorms", "row_dot_add", "scale_rows"} <= set(CALLS)
 
 
 @params
 @dtypes
 def test_device_arrays_in_give_device_arrays_out(fake_gpu, net, fp):
-    dtype = fp
-    from sgdcore.kernels._cuda import curvature, grads, loss_and_grad
-
-    theta, X, y = data(net, dtype=dtype, seed=5)
-    td, Xd, yd = _dev(theta), _dev(X), _dev(y)
-    g = _dev(np.empty_like(theta))
-    ce = loss_and_grad.loss_and_grad(net, td, Xd, yd, g)
-    np.testing.assert_allclose(ce, reference.loss(net, theta, X, y), **TOL[dtype])
-    np.testing.assert_allclose(g, reference.grad(net, theta, X, y), **TOL[dtype])
-    p = loss_and_grad.predict_proba(net, td, Xd)
-    assert isinstance(p, DevArray)
-    np.testing.assert_allclose(p, reference.predict_proba(net, theta, X), **TOL[dtype])
-    sq = _dev(np.empty(X.shape[0], dtype=dtype))
-    grads.per_example_grad_sqnorms(net, td, Xd, yd, sq)
-    want = reference.per_example_grad_norms(net, theta, X, y, squared=True)
-    np.testing.assert_allclose(sq, want, **TOL[dtype])
-    A, Pm = curvature.curvature_state(net, td, Xd)
-    assert isinstance(Pm, DevArray)
-    v = np.random.default_rng(6).standard_normal((2, net.n_params)).astype(dtype)
-    out = _dev(np.empty((2, net.n_params), dtype=dtype))
-    curvature.hvp(net, td, Xd, yd, _dev(v), out, (A, Pm))
-    for j in range(2):
-        np.testing.assert_allclose(out[j], reference.hvp(net, theta, X, y, v[j]), **TOL[dtype])
+    check_device_kernels(net, fp, _dev, np.asarray, DevArray)
 
 
 def test_mixed_and_non_contiguous_inputs_are_refused_by_name(fake_gpu):
@@ -329,29 +265,6 @@ def test_mixed_and_non_contiguous_inputs_are_refused_by_name(fake_gpu):
 
 @params
 def test_operators_lanczos_and_evidence_through_the_public_api(fake_gpu, net):
-    from sgdcore import curvature, evidence
-
-    theta, X, y = data(net, n=40, seed=7)
-    H = reference.hessian(net, theta, X, y, l2=0.5)
-    op = curvature.HessianOperator(net, theta, X, y, l2=0.5, backend="cuda")
-    v = np.random.default_rng(8).standard_normal(net.n_params)
-    _close(op @ v, H @ v, np.float64)
-    got = curvature.top_eigenvalues(op, 3, seed=0)
-    _close(np.asarray(got.eigenvalues), np.linalg.eigvalsh(H)[::-1][:3], np.float64)
-    if net.kind == "mlp":
-        return
     CALLS.clear()
-    fit = evidence.fit_map(net, X, y, 0.5, backend="cuda")
-    assert "output_residual" in CALLS  # the fit ran on the backend
-    want = evidence.fit_map(net, X, y, 0.5, backend="numpy")
-    np.testing.assert_allclose(fit.theta, want.theta, rtol=1e-8, atol=1e-10)
-    CALLS.clear()
-    ev = evidence.laplace(net, fit, X, y, 0.5, backend="cuda")
-    assert CALLS
-    ev_np = evidence.laplace(net, want, X, y, 0.5, backend="numpy")
-    assert ev.log_evidence == pytest.approx(ev_np.log_evidence, rel=1e-9)
-    path = evidence.evidence_path(net, X, y, [0.5, 2.0], backend="cuda")
-    path_np = evidence.evidence_path(net, X, y, [0.5, 2.0], backend="numpy")
-    np.testing.assert_allclose(
-        [r.log_evidence for r in path], [r.log_evidence for r in path_np], rtol=1e-9
-    )
+    check_operators_and_evidence(net)
+    assert "output_residual" in CALLS  # the fits and products ran on the backend
