@@ -12,6 +12,7 @@ kernels themselves are compiled by ``tests/test_cuda_build.py`` and run on a dev
 
 from __future__ import annotations
 
+import functools
 import sys
 import types
 
@@ -172,9 +173,11 @@ def _fake_cuda():
         o[:D] = c @ Xm
         o[D] = c.sum()
 
-    m.output_residual, m.bias_relu, m.relu_mask = output_residual, bias_relu, relu_mask
-    m.layer_sqnorms, m.row_dot_add, m.scale_rows = layer_sqnorms, row_dot_add, scale_rows
-    m.output_curvature, m.logistic_hvp = output_curvature, logistic_hvp
+    launchers = [output_residual, bias_relu, relu_mask, layer_sqnorms, row_dot_add]
+    for fn in [*launchers, scale_rows, output_curvature, logistic_hvp]:
+        # bound twice, as csrc/bindings_cuda.cpp does: <name>_f32 and <name>_f64
+        for f64 in (False, True):
+            setattr(m, f"{fn.__name__}_f{64 if f64 else 32}", functools.partial(fn, f64))
     m.logistic_hvp_partials = lambda n, D: ((n + 63) // 64) * (D + 1)
     return m
 

@@ -111,6 +111,8 @@ def views(model, theta) -> dict:
     return {name: theta[offs[name]].reshape(shape) for name, shape in model.shapes}
 
 
-def launch(name: str, *args) -> None:
-    """Call ``sgdcore._cuda.<name>(*args, stream)`` on the current stream."""
-    getattr(_cuda, name)(*args, stream())
+def launch(name: str, f64_: bool, *args) -> None:
+    """Call ``sgdcore._cuda.<name>_f64`` (``f64_``) or ``<name>_f32`` with ``args`` and the
+    current stream.
+    """
+    getattr(_cuda, f"{name}_{'f64' if f64_ else 'f32'}")(*args, stream())
