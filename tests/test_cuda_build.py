@@ -55,3 +55,25 @@ def test_the_gpu_backend_is_unavailable_with_a_way_to_get_it_here():
         pytest.skip("a GPU, CuPy and sgdcore._cuda are present here")
     assert "cupy-cuda13x" in reason and "nvcc" in reason
     assert "sgdcore._cuda" not in sys.modules or "cupy" in sys.modules
+
+
+def test_the_built_module_binds_every_launcher_the_backend_calls():
+    """Where sgdcore._cuda is built here, it has `<name>_f32` and `<name>_f64` for every
+    `launch("<name>", ...)` of sgdcore/kernels/_cuda (checked in a subprocess: the test
+    run itself never imports the extension)."""
+    import re
+
+    if not list((ROOT / "sgdcore").glob("_cuda*.so")):
+        pytest.skip("sgdcore._cuda is not built in this source tree")
+    calls = set()
+    for src in (ROOT / "sgdcore" / "kernels" / "_cuda").glob("*.py"):
+        calls |= set(re.findall(r'launch\(\s*"(\w+)"', src.read_text()))
+    assert {"output_residual", "layer_sqnorms", "logistic_hvp"} <= calls
+    code = "import sgdcore._cuda as m; print(' '.join(dir(m)))"
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    bound = set(res.stdout.split())
+    missing = sorted(f"{c}_{t}" for c in calls for t in ("f32", "f64") if f"{c}_{t}" not in bound)
+    assert not missing, f"launched but not bound: {missing}"
