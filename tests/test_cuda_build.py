@@ -77,3 +77,39 @@ def test_the_built_module_binds_every_launcher_the_backend_calls():
     bound = set(res.stdout.split())
     missing = sorted(f"{c}_{t}" for c in calls for t in ("f32", "f64") if f"{c}_{t}" not in bound)
     assert not missing, f"launched but not bound: {missing}"
+
+
+def test_the_shared_formulas_and_philox_compile_as_device_code(tmp_path):
+    """csrc/common's SGD_HD functions are callable from a kernel (the CPU tests check
+    their values; this checks that nvcc accepts them in device code)."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found ($CUDA_HOME/bin, /usr/local/cuda/bin, PATH)")
+    flags = runpy.run_path(str(ROOT / "setup.py"), run_name="sgdcore_setup")["NVCC_FLAGS"]
+    src = tmp_path / "probe.cu"
+    src.write_text(
+        '#include "common/curvature_formulas.h"\n'
+        '#include "common/formulas.h"\n'
+        '#include "common/philox.h"\n'
+        "template <class T> __global__ void k(T* z, long long* perm, unsigned* w) {\n"
+        "  T p[3];\n"
+        "  z[0] = sgdcore::softplus(z[0]) + sgdcore::sigmoid(z[1]) + sgdcore::relu(z[2])\n"
+        "         + sgdcore::relu_grad(z[2]) + sgdcore::binary_xent(z[0], 1)\n"
+        "         + sgdcore::softmax_xent(z, 3, 1, p) + sgdcore::sigmoid_curvature(p[0]);\n"
+        "  sgdcore::softmax_curvature_vp(p, z, 3, z);\n"
+        "  const uint32_t ctr[4] = {1, 2, 3, 4}, key[2] = {5, 6};\n"
+        "  sgdcore::philox::philox4x32_10(ctr, key, w);\n"
+        "  w[0] = sgdcore::philox::uniform_below(7u, 6u, 0u, key);\n"
+        "  sgdcore::philox::epoch_permutation(9, 0, 8, reinterpret_cast<int64_t*>(perm));\n"
+        "}\n"
+        "template __global__ void k<float>(float*, long long*, unsigned*);\n"
+        "template __global__ void k<double>(double*, long long*, unsigned*);\n"
+    )
+    res = subprocess.run(
+        [nvcc, *flags, "-c", str(src), "-o", str(tmp_path / "probe.o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
