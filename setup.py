@@ -105,6 +105,9 @@ class BuildExt(build_ext):
 
 # ------------------------------------------------------------------------------ CUDA
 
+#: The kernels nvcc compiles into ``sgdcore._cuda`` (besides ``csrc/bindings_cuda.cpp``).
+CUDA_SOURCES = "csrc/cuda/*_cuda.cu"
+
 #: nvcc's code generation: machine code for sm_80 (A100) and sm_90 (H100, H200), and
 #: sm_90 PTX that newer devices compile when the module loads.
 NVCC_ARCH = [
@@ -192,7 +195,7 @@ def cuda_extension():
         extra_link_args=[_cudart_static(root), "-ldl", "-lrt", "-lpthread"],
         cxx_std=17,
     )
-    ext.cuda_sources = sorted(glob("csrc/cuda/*_cuda.cu"))
+    ext.cuda_sources = sorted(glob(CUDA_SOURCES))
     return ext
 
 

@@ -9,7 +9,7 @@ import sgdcore
 from sgdcore import curvature, evidence
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, MLP_SHAPE, mnist_like, require
 
 
 def _problem(model_name, dtype, n=None):
@@ -31,11 +31,11 @@ class CurvatureProducts:
     10,000; one direction or a block of 8."""
 
     QUANTITY = ("hvp", "ggn_vp")
-    params = (["numpy", "numba", "cpp"], ["float32", "float64"], ["mlp", "logistic"], [1, 8])
+    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [1, 8])
     param_names = ["backend", "dtype", "model", "k"]
 
     def setup(self, backend, dtype, model, k):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model, self.theta, self.X, self.y = _problem(model, dtype)
         rng = np.random.default_rng(1)
         shape = (self.model.n_params,) if k == 1 else (self.model.n_params, k)
@@ -64,11 +64,11 @@ class CurvatureState:
     """The forward state HessianOperator caches (MLP activations and probabilities)."""
 
     QUANTITY = "curvature_state"
-    params = (["numpy", "numba", "cpp"], ["float32", "float64"])
+    params = (BACKENDS, ["float32", "float64"])
     param_names = ["backend", "dtype"]
 
     def setup(self, backend, dtype):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model, self.theta, self.X, self.y = _problem("mlp", dtype)
         self.backend = backend
         self.time_state(backend, dtype)
@@ -88,11 +88,11 @@ class LogisticHessian:
     """Dense Hessian of binary logistic regression on 800 digits (the evidence's matrix)."""
 
     QUANTITY = "hessian"
-    params = (["numpy", "numba", "cpp"], ["float32", "float64"])
+    params = (BACKENDS, ["float32", "float64"])
     param_names = ["backend", "dtype"]
 
     def setup(self, backend, dtype):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model, self.theta, self.X, self.y = _problem("logistic", dtype, n=800)
         self.backend = backend
         self.time_hessian(backend, dtype)

@@ -7,9 +7,8 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, MLP_SHAPE, mnist_like, require
 
-BACKENDS = ["numpy", "numba", "cpp"]
 DTYPES = ["float32", "float64"]
 
 
@@ -28,7 +27,7 @@ class PerExampleGrads:
     param_names = ["backend", "dtype", "case"]
 
     def setup(self, backend, dtype, case):
-        require(backend)
+        require(backend, self.QUANTITY)
         if case.startswith("mlp"):
             self.model, self.theta, self.X, self.y = _mlp(128, dtype)
         else:
@@ -58,7 +57,7 @@ class PerExampleGradNorms:
     param_names = ["backend", "dtype", "n"]
 
     def setup(self, backend, dtype, n):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model, self.theta, self.X, self.y = _mlp(n, dtype)
         self.backend = backend
         self.time_per_example_grad_norms(backend, dtype, n)
@@ -83,7 +82,7 @@ class GradientNoise:
     param_names = ["backend", "dtype", "n"]
 
     def setup(self, backend, dtype, n):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model, self.theta, self.X, self.y = _mlp(n, dtype)
         self.backend = backend
         self.time_gradient_noise(backend, dtype, n)
@@ -109,7 +108,7 @@ class CovMatvec:
     param_names = ["backend", "dtype", "k"]
 
     def setup(self, backend, dtype, k):
-        require(backend)
+        require(backend, self.QUANTITY)
         model, theta, X, y = _mlp(1000, dtype)
         self.stats = sgdcore.gradient_noise(model, theta, X, y, backend=backend)
         rng = np.random.default_rng(0)
@@ -133,7 +132,7 @@ class TopEigenvalues:
     timeout = 300
 
     def setup(self, backend, dtype, method):
-        require(backend)
+        require(backend, self.QUANTITY)
         model, theta, X, y = _mlp(512, dtype)
         self.stats = sgdcore.gradient_noise(model, theta, X, y, backend=backend)
         self.stats.top_eigenvalues(1, method="gram")  # compile / warm up

@@ -7,18 +7,18 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, MLP_SHAPE, mnist_like, require
 
 
 class LossAndGrad:
     """``loss_and_grad`` on MNIST-shaped data: MLP 784-800-10 and binary logistic."""
 
     QUANTITY = "loss_and_grad"
-    params = (["numpy", "numba", "cpp"], ["float32", "float64"], ["mlp", "logistic"], [128, 1000])
+    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [128, 1000])
     param_names = ["backend", "dtype", "model", "n"]
 
     def setup(self, backend, dtype, model, n):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model = MLP(*MLP_SHAPE) if model == "mlp" else LogisticRegression(784)
         self.X, self.y = mnist_like(n, self.model.n_classes, dtype)
         self.theta = self.model.init(0, dtype)
@@ -39,11 +39,11 @@ class PredictProba:
     """Class probabilities of the MLP on 10,000 test digits."""
 
     QUANTITY = "predict_proba"
-    params = (["numpy"], ["float32", "float64"])
+    params = (BACKENDS, ["float32", "float64"])
     param_names = ["backend", "dtype"]
 
     def setup(self, backend, dtype):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model = MLP(*MLP_SHAPE)
         self.X, _ = mnist_like(10_000, 10, dtype)
         self.theta = self.model.init(0, dtype)

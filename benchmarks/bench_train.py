@@ -15,9 +15,7 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP
 
-from .common import MLP_SHAPE, mnist_like, require
-
-BACKENDS = ["numpy", "numba", "cpp"]
+from .common import BACKENDS, MLP_SHAPE, mnist_like, require
 
 
 class _Train:
@@ -25,7 +23,7 @@ class _Train:
     timeout = 600
 
     def _setup(self, backend, K, B, steps):
-        require(backend)
+        require(backend, self.QUANTITY)
         self.model = MLP(*MLP_SHAPE)
         self.train = mnist_like(1000, seed=0)
         self.test = mnist_like(200, seed=1)

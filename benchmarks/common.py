@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sgdcore import _backend
+
 MLP_SHAPE = (784, 800, 10)
+
+#: The asv ``backend`` parameter: every backend sgdcore knows, in ``auto``'s order (the
+#: same in every environment; :func:`require` skips the ones a machine cannot run).
+BACKENDS = list(_backend.BACKENDS)
 
 
 def mnist_like(n: int, n_classes: int = 10, dtype=np.float32, seed: int = 0):
@@ -21,13 +27,15 @@ def mnist_like(n: int, n_classes: int = 10, dtype=np.float32, seed: int = 0):
     return np.ascontiguousarray(X, dtype=dtype), y
 
 
-def require(backend: str) -> None:
-    """Raise NotImplementedError (asv: skip) when ``backend`` is not usable here."""
-    from sgdcore import backend_status
-
-    ok, why = backend_status(backend)
+def require(backend: str, quantity: str | tuple[str, ...] = ()) -> None:
+    """Raise NotImplementedError (asv: skip) when ``backend`` is not usable here, or
+    registers no kernel for ``quantity`` (one name or several)."""
+    ok, why = _backend.backend_status(backend)
     if not ok:
         raise NotImplementedError(why)
+    for q in (quantity,) if isinstance(quantity, str) else quantity:
+        if backend not in _backend.backends_with(q):
+            raise NotImplementedError(f"backend {backend!r} has no {q!r} kernel")
 
 
 @dataclass

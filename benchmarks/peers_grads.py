@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import MLP_SHAPE, Workload, mnist_like
-
-BACKENDS = ("cpp", "numba", "numpy")
+from .common import BACKENDS, MLP_SHAPE, Workload, mnist_like
 
 
 def _agree(name, got, want, rtol):

@@ -23,7 +23,7 @@ from .grads import (
     set_memory_budget,
 )
 from .losses import accuracy, loss, loss_and_grad, predict_proba
-from .train import train
+from .training import train
 from .tuning import tune
 
 try:

@@ -8,9 +8,12 @@ per row, each in ``[0, model.n_classes)``; and (by default) both are finite.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .models import Model
+if TYPE_CHECKING:  # models imports this module for check_int
+    from .models import Model
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 REDUCTIONS = ("sum", "mean")
@@ -22,6 +25,30 @@ def _array(name: str, a) -> np.ndarray:
     return a
 
 
+def is_int(value) -> bool:
+    """Whether ``value`` is a Python or NumPy integer (a bool is not)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_int(name: str, value, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int``: TypeError unless an integer (:func:`is_int`), ValueError
+    outside ``[minimum, maximum]`` (either bound may be None).
+
+    >>> check_int("batch_size", 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be >= 1, got 0
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        lo = f">= {minimum}" if minimum is not None else ""
+        hi = f"<= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be {' and '.join(b for b in (lo, hi) if b)}, got {value}")
+    return value
+
+
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise if ``a`` holds NaN or inf (one reduction; a second pass only on failure)."""
     if a.size and not np.isfinite(a.sum()) and not np.isfinite(a).all():
@@ -31,6 +58,8 @@ def check_finite(name: str, a: np.ndarray) -> None:
 
 
 def check_model(model) -> Model:
+    from .models import Model
+
     if not isinstance(model, Model):
         raise TypeError(
             "model must be an sgdcore model (LogisticRegression or MLP), "

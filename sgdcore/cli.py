@@ -21,13 +21,13 @@ prints the traceback as well.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import pkgutil
 import sys
 import traceback
 import warnings
 from pathlib import Path
+
+from .experiments import available as _experiments
 
 #: Exit statuses of :func:`main`.
 EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -70,19 +70,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
-
-
-def _experiments() -> dict:
-    from . import experiments
-
-    found = {}
-    for info in sorted(pkgutil.iter_modules(experiments.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{experiments.__name__}.{info.name}")
-        if hasattr(mod, "NAME") and hasattr(mod, "main"):
-            found[mod.NAME] = mod
-    return found
 
 
 def info_lines() -> list[str]:

@@ -40,7 +40,6 @@ binary model (one sigmoid output) is its two-logit model ``[0, z]``, since
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -48,7 +47,7 @@ import numpy as np
 import scipy.linalg as sl
 
 from . import _validate as chk
-from ._blas import one_blas_thread
+from ._blas import cores, norm, one_blas_thread
 from .curvature import ConvergenceError, HessianOperator, hessian, slq
 from .losses import loss_and_grad
 from .models import LogisticRegression
@@ -226,9 +225,7 @@ def _reduction(model, X):
 
 
 def _norm(x) -> float:
-    # einsum, not np.linalg.norm: NumPy's BLAS would wake a second thread pool beside
-    # the compiled kernels' (SciPy's), whose spinning threads slow them down.
-    return float(np.sqrt(np.einsum("i,i->", x, x)))
+    return norm(x)
 
 
 def _cost_grad(model, theta, X, y, l2, backend):
@@ -774,7 +771,7 @@ def evidence_path(
         return results
     # Small problems: BLAS on one thread and the path cut into one contiguous chain per
     # core, run side by side (each chain warm-starts along its own stretch).
-    n_chains = _cores() if workers is None else int(workers)
+    n_chains = cores() if workers is None else int(workers)
     if n_chains < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     chains = [c for c in np.array_split(order, min(n_chains, lams.size)) if c.size]
@@ -785,13 +782,6 @@ def evidence_path(
         ]:
             f.result()
     return results
-
-
-def _cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _path(model, X, y, lams, order, results, gtol, max_iter, backend):

@@ -24,6 +24,8 @@ import functools
 import numpy as np
 from scipy.special import ndtr
 
+from ._validate import is_int
+
 __all__ = [
     "bootstrap_interval",
     "describe",
@@ -95,7 +97,7 @@ def ks_critical(n: int, alpha: float = 0.05, *, n_mc: int = 400, seed: int = 0) 
     n_mc) / density``; for large ``n`` it approaches Lilliefors' asymptotic
     ``0.886 / sqrt(n)`` at ``alpha = 0.05``.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+    if not is_int(n) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
@@ -173,7 +175,7 @@ def minibatch_means(values, batch_size: int, n_batches: int, *, replace=False, s
     if v.ndim not in (1, 2) or v.shape[0] == 0:
         raise ValueError(f"values must be a non-empty (N,) or (N, k) array, got {v.shape}")
     N, B = v.shape[0], batch_size
-    if isinstance(B, bool) or not isinstance(B, (int, np.integer)) or B < 1:
+    if not is_int(B) or B < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {B!r}")
     if not replace and B > N:
         raise ValueError(f"batch_size B={B} exceeds the N={N} values (without replacement)")

@@ -39,7 +39,8 @@ import os
 import numpy as np
 
 from . import _validate as chk
-from ._backend import get_kernel
+from ._backend import flags, get_kernel
+from ._blas import sqnorm
 
 __all__ = [
     "GRAM_MAX_N",
@@ -56,6 +57,8 @@ __all__ = [
 
 #: ``top_eigenvalues(method="auto")`` diagonalises the N x N Gram matrix up to this N.
 GRAM_MAX_N = 2048
+#: Default relative tolerance of ``top_eigenvalues(method="lanczos")`` on float64 data.
+LANCZOS_TOL = 1e-12
 
 #: Bytes of one block of per-example gradients in :func:`per_example_projections`.
 PROJECTION_BLOCK_BYTES = 32 << 20
@@ -108,7 +111,7 @@ def set_memory_budget(nbytes: int | None) -> int | None:
 
 
 def _check_bytes(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    if not chk.is_int(value) or value < 0:
         raise ValueError(f"{name} must be a whole number of bytes >= 0, got {value!r}")
     return int(value)
 
@@ -142,16 +145,15 @@ def _slices(n: int, rows: int):
 
 def _sqnorm(a: np.ndarray) -> float:
     """``|a|^2`` accumulated in float64 (no float64 copy of ``a``)."""
-    return float(np.einsum("i,i->", a, a, dtype=np.float64))
+    return sqnorm(a)
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    value = chk.check_int(name, value)
     if value < low or (high is not None and value > high):
         bound = f"{low} <= {name}" + (f" <= {high}" if high is not None else "")
         raise ValueError(f"{name} must satisfy {bound}, got {value}")
-    return int(value)
+    return value
 
 
 # ------------------------------------------------------------- per-example gradients
@@ -234,10 +236,10 @@ def per_example_grads(
     3 (1, 4)
     """
     theta, X, y = chk.check_data(model, theta, X, y, finite=False)
-    _, kernel = get_kernel(model, "per_example_grads", backend, (theta, X))
-    # A kernel marked `checks_finite` returns False when it wrote NaN or inf, which for
+    name, kernel = get_kernel(model, "per_example_grads", backend, (theta, X))
+    # A kernel flagged `checks_finite` returns False when it wrote NaN or inf, which for
     # finite theta means X holds one: it saves the separate pass over X.
-    fused = chunk_size is None and getattr(kernel, "checks_finite", False)
+    fused = chunk_size is None and "checks_finite" in flags(model.kind, "per_example_grads", name)
     if check_finite:
         chk.check_finite("theta", theta)
         if not fused:
@@ -694,8 +696,9 @@ class GradientNoiseResult:
           delta_j)(a_i . a_j + 1)`` come from GEMMs on the residuals (no ``N x P``);
           then a dense symmetric eigensolver. Cost O(N^2 (D + H) + N^3), memory
           O(N^2). Eigenvalues beyond the N-th are exactly zero (rank F <= N - 1).
-        * ``"lanczos"``: implicitly restarted Lanczos (ARPACK, ``scipy.sparse.linalg.
-          eigsh``) on :meth:`cov_matvec`; memory O(P k), needs ``k < P``.
+        * ``"lanczos"``: thick-restart Lanczos (:func:`sgdcore.curvature.top_eigenvalues`,
+          equivalent to ARPACK's implicitly restarted Lanczos) on :meth:`cov_matvec`;
+          memory O(P max(4 k, 20)), needs ``k < P``.
 
         ``"auto"`` uses ``"gram"`` when ``N <= GRAM_MAX_N`` (2048) or ``k >= P``, else
         ``"lanczos"``.
@@ -706,8 +709,9 @@ class GradientNoiseResult:
             How many, ``1 <= k <= P``.
         method : {"auto", "gram", "lanczos"}
         tol : float, optional
-            Lanczos relative tolerance (default: machine precision for float64 data,
-            1e-6 for float32, whose products carry float32 rounding).
+            Lanczos relative tolerance on the Ritz residuals (default and for 0:
+            ``LANCZOS_TOL`` = 1e-12 for float64 data, 1e-6 for float32, whose products
+            carry float32 rounding).
         max_bytes : int, optional
             Budget for the Gram path's four ``N x N`` float64 arrays (default
             :func:`memory_budget`).
@@ -752,23 +756,24 @@ class GradientNoiseResult:
             return ev.copy(), U
         if k >= P:
             raise ValueError(f"method='lanczos' needs k < P = {P}, got k={k}; use 'gram'")
-        from scipy.sparse.linalg import LinearOperator, eigsh
+        from scipy.sparse.linalg import LinearOperator
+
+        from .curvature._lanczos import top_eigenvalues
 
         dtype = self._theta.dtype
-        if tol is None:
-            tol = 0.0 if dtype == np.float64 else 1e-6
+        if not tol:
+            tol = LANCZOS_TOL if dtype == np.float64 else 1e-6
 
         def matvec(x):
             return self.cov_matvec(np.ascontiguousarray(x, dtype=dtype).ravel()).astype(np.float64)
 
         op = LinearOperator((P, P), matvec=matvec, dtype=np.float64)
-        v0 = np.random.default_rng(0).standard_normal(P)
+        res = top_eigenvalues(
+            op, k, which="LA", tol=tol, seed=0, return_eigenvectors=return_vectors
+        )
         if not return_vectors:
-            ev = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=False)
-            return np.sort(ev)[::-1].copy()
-        ev, U = eigsh(op, k=k, which="LA", tol=tol, v0=v0, return_eigenvectors=True)
-        order = np.argsort(ev)[::-1]
-        return ev[order].copy(), np.ascontiguousarray(U[:, order])
+            return res.eigenvalues.copy()
+        return res.eigenvalues.copy(), np.ascontiguousarray(res.eigenvectors)
 
     def _weighted_grad_sums(self, W):
         """``sum_i W[i, j] g_i`` for each column of ``W`` [N, k], float64 [P, k], from

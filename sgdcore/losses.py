@@ -12,24 +12,34 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import get_kernel
+from ._blas import sqnorm
 
 __all__ = ["accuracy", "loss", "loss_and_grad", "predict_proba"]
 
 
+def finish(res, v, l2: float, reduction: str, n: int):
+    """The cost's L2 term and reduction on a derivative of the summed cross-entropy, in
+    place: ``res += l2 v`` (``v`` None: ``l2`` added to the diagonal of the square
+    ``res``), then ``res /= n`` for the ``"mean"`` reduction. Returns ``res``.
+
+    The one place the gradient, the Hessian and its products get ``l2`` and ``1 / N``.
+    """
+    if l2:
+        if v is None:
+            res[np.diag_indices(res.shape[0])] += np.asarray(l2, dtype=res.dtype)
+        else:
+            res += np.asarray(l2, dtype=res.dtype) * v
+    if reduction == "mean":
+        res *= np.asarray(1.0 / n, dtype=res.dtype)
+    return res
+
+
 def _finish(model, theta, ce, grad, n, reduction, l2):
     """Add the L2 term to the summed cross-entropy (and gradient) and apply reduction."""
-    scale = 1.0 / n if reduction == "mean" else 1.0
-    # einsum, not np.dot: NumPy's BLAS would wake a second thread pool beside the one
-    # the compiled kernels use (SciPy's), and its spinning threads halve their speed.
-    total = ce + (
-        0.5 * l2 * float(np.einsum("i,i->", theta, theta, dtype=np.float64)) if l2 else 0.0
-    )
+    total = ce + (0.5 * l2 * sqnorm(theta) if l2 else 0.0)
     if grad is not None:
-        if l2:
-            grad += np.asarray(l2, dtype=theta.dtype) * theta
-        if scale != 1.0:
-            grad *= np.asarray(scale, dtype=theta.dtype)
-    return total * scale
+        finish(grad, theta, l2, reduction, n)
+    return total * (1.0 / n) if reduction == "mean" else total
 
 
 def loss(model, theta, X, y, *, reduction="sum", l2=0.0, backend="auto", check_finite=True):

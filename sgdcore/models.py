@@ -20,15 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_int
+
 __all__ = ["LogisticRegression", "MLP", "Model"]
 
-
-def _check_dim(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+#: Integer ids of the model kinds, as the compiled kernels (Numba and C++,
+#: ``csrc/common/model.h``) take them; module-level constants, so Numba folds them.
+KIND_LOGISTIC_BINARY = 0
+KIND_LOGISTIC_SOFTMAX = 1
+KIND_MLP = 2
+KIND_IDS = {
+    "logistic_binary": KIND_LOGISTIC_BINARY,
+    "logistic_softmax": KIND_LOGISTIC_SOFTMAX,
+    "mlp": KIND_MLP,
+}
 
 
 class Model:
@@ -50,6 +55,21 @@ class Model:
     def n_outputs(self) -> int:
         """Width of the output layer: 1 for the binary sigmoid model, else n_classes."""
         return 1 if self.kind == "logistic_binary" else self.n_classes
+
+    @property
+    def dims(self) -> tuple[int, int, int, int]:
+        """``(kind id, n_features, n_hidden or 0, n_classes)``: the model as the compiled
+        kernels take it (kind ids :data:`KIND_IDS`).
+
+        >>> MLP(784, 800, 10).dims
+        (2, 784, 800, 10)
+        """
+        return (
+            KIND_IDS[self.kind],
+            self.n_features,
+            getattr(self, "n_hidden", 0),
+            self.n_classes,
+        )
 
     def offsets(self) -> dict[str, slice]:
         """Slice of ``theta`` holding each named tensor."""
@@ -95,8 +115,8 @@ class LogisticRegression(Model):
     n_classes: int = 2
 
     def __post_init__(self):
-        _check_dim("n_features", self.n_features)
-        _check_dim("n_classes", self.n_classes, 2)
+        check_int("n_features", self.n_features, 1)
+        check_int("n_classes", self.n_classes, 2)
 
     @property
     def kind(self) -> str:
@@ -119,9 +139,9 @@ class MLP(Model):
     n_classes: int
 
     def __post_init__(self):
-        _check_dim("n_features", self.n_features)
-        _check_dim("n_hidden", self.n_hidden)
-        _check_dim("n_classes", self.n_classes, 2)
+        check_int("n_features", self.n_features, 1)
+        check_int("n_hidden", self.n_hidden, 1)
+        check_int("n_classes", self.n_classes, 2)
 
     kind = "mlp"
 

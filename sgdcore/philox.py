@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import check_int, is_int
+
 __all__ = [
     "STREAM_BATCHES",
     "BatchStream",
@@ -86,22 +88,12 @@ def _key(seed: int) -> tuple[int, int]:
 
 
 def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_int(seed):
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
     seed = int(seed)
     if not 0 <= seed < _MAX_SEED:
         raise ValueError(f"seed must be in [0, 2**64), got {seed}")
     return seed
-
-
-def _check_count(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    value = int(value)
-    if value < minimum or (maximum is not None and value > maximum):
-        hi = f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"{name} must be >= {minimum}{hi}, got {value}")
-    return value
 
 
 def swap_partners(seed: int, epoch: int, positions) -> np.ndarray:
@@ -118,7 +110,7 @@ def swap_partners(seed: int, epoch: int, positions) -> np.ndarray:
     ndarray of int64, same shape as ``positions``
     """
     seed = _check_seed(seed)
-    epoch = _check_count("epoch", epoch, 0, 2**32 - 1)
+    epoch = check_int("epoch", epoch, 0, 2**32 - 1)
     i = np.asarray(positions, dtype=np.int64)
     if i.size and (i.min() < 1 or i.max() >= _MAX_N):
         raise ValueError("positions must lie in [1, 2**32 - 1)")
@@ -162,8 +154,8 @@ def epoch_permutation(seed: int, n: int, epoch: int) -> np.ndarray:
     ndarray of int64, shape (n,)
     """
     seed = _check_seed(seed)
-    n = _check_count("n", n, 1, _MAX_N)
-    epoch = _check_count("epoch", epoch, 0, 2**32 - 1)
+    n = check_int("n", n, 1, _MAX_N)
+    epoch = check_int("epoch", epoch, 0, 2**32 - 1)
     perm = list(range(n))
     if n > 1:
         js = swap_partners(seed, epoch, np.arange(1, n)).tolist()
@@ -202,9 +194,9 @@ def batch_indices(seed: int, n: int, batch_size: int, steps: int) -> np.ndarray:
     True
     """
     seed = _check_seed(seed)
-    n = _check_count("n", n, 1, _MAX_N)
-    batch_size = _check_count("batch_size", batch_size, 1, n)
-    steps = _check_count("steps", steps, 0)
+    n = check_int("n", n, 1, _MAX_N)
+    batch_size = check_int("batch_size", batch_size, 1, n)
+    steps = check_int("steps", steps, 0)
     total = steps * batch_size
     n_epochs = -(-total // n)
     if n_epochs > 2**32:
@@ -224,7 +216,7 @@ class BatchStream:
 
     def __init__(self, seed: int, n: int):
         self.seed = _check_seed(seed)
-        self.n = _check_count("n", n, 1, _MAX_N)
+        self.n = check_int("n", n, 1, _MAX_N)
         self.epoch = 0
         self.pos = 0
         self._perm = epoch_permutation(self.seed, self.n, 0)

@@ -25,6 +25,8 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .experiments import available
+
 __all__ = [
     "CHOICES",
     "ORDER",
@@ -191,9 +193,7 @@ def reproduce(
     ValueError
         If ``only`` names an experiment that does not exist.
     """
-    from .cli import _experiments
-
-    found = _experiments()
+    found = available()
     names = [n for n in ORDER if n in found] + sorted(n for n in found if n not in ORDER)
     if only:
         unknown = sorted(set(only) - set(found))

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import resolve
-from ._blas import blas_pools
+from ._blas import blas_pools, sqnorm
 from .losses import loss_and_grad
 from .philox import BatchStream
 
@@ -276,14 +276,6 @@ def _positive(name: str, value, *, strict: bool = True) -> float:
     return value
 
 
-def _count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _starts(model, theta0, chains: int) -> np.ndarray:
     """``theta0`` as (chains, P): one start for every chain, or one per chain."""
     if not isinstance(theta0, np.ndarray):
@@ -328,7 +320,7 @@ def _chain(model, theta, X, y, lr, l2, temperature, steps, keep, rng, stream, b,
         ce, _ = loss_and_grad(
             model, theta, Xb, yb, reduction="mean", out=grad, backend=backend, check_finite=False
         )
-        sq = float(np.einsum("i,i->", theta, theta, dtype=np.float64))
+        sq = sqnorm(theta)
         cost[t - 1] = n * ce + 0.5 * l2 * sq
         # theta <- (1 - ε l2/N) theta - ε g + sqrt(2 ε T / N) ξ, g the mean CE gradient
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
@@ -428,7 +420,7 @@ def langevin(
     (True, True)
     """
     v.check_model(model)
-    chains = _count("chains", chains, 1)
+    chains = v.check_int("chains", chains, 1)
     starts = _starts(model, theta0, chains)
     dtype = starts.dtype
     X = v.check_X(model, X, dtype)
@@ -437,17 +429,17 @@ def langevin(
     lr = _positive("lr", lr)
     temperature = _positive("temperature", temperature)
     l2 = v.check_l2(l2)
-    steps = _count("steps", steps, 1)
-    thin = _count("thin", thin, 1)
-    burn_in = _count("burn_in", burn_in, 0)
+    steps = v.check_int("steps", steps, 1)
+    thin = v.check_int("thin", thin, 1)
+    burn_in = v.check_int("burn_in", burn_in, 0)
     if burn_in >= steps:
         raise ValueError(f"burn_in must be below steps ({steps}), got {burn_in}")
-    seed = _count("seed", seed, 0)
+    seed = v.check_int("seed", seed, 0)
     if seed >= 2**64:
         raise ValueError(f"seed must be below 2**64, got {seed}")
     if batch_size is None:
         batch_size = n
-    batch_size = _count("batch_size", batch_size, 1)
+    batch_size = v.check_int("batch_size", batch_size, 1)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= N = {n}, got {batch_size}")
     backend = resolve(backend, quantity="loss_and_grad", kind=model.kind, arrays=(X,))

@@ -43,6 +43,7 @@ import numpy as np
 import scipy.linalg as sl
 
 from . import _validate as v
+from ._validate import is_int
 from .losses import loss_and_grad
 
 __all__ = [
@@ -195,9 +196,9 @@ def discrete_stationary_cov(hessian, noise_cov, lr, momentum=0.0) -> np.ndarray:
 
 def _counts(steps, burn_in, replicas, thin):
     for name, val, lo in (("steps", steps, 1), ("replicas", replicas, 1), ("thin", thin, 1)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < lo:
+        if not is_int(val) or val < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {val!r}")
-    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)):
+    if not is_int(burn_in):
         raise ValueError(f"burn_in must be an integer, got {burn_in!r}")
     if not 0 <= burn_in < steps:
         raise ValueError(f"burn_in must lie in [0, steps = {steps}), got {burn_in}")
@@ -302,7 +303,7 @@ def simulate_sgd(
     l2 = v.check_l2(l2)
     _counts(steps, burn_in, replicas, thin)
     n = X.shape[0]
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+    if not is_int(batch_size):
         raise ValueError(f"batch_size must be an integer, got {batch_size!r}")
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must lie in [1, N = {n}], got {batch_size}")

@@ -61,6 +61,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ._validate import is_int
 from .theory import noise_scale
 
 __all__ = [
@@ -387,7 +388,7 @@ def _threshold(path: Sequence[Point], seeds: int, z: float, lo: float, hi: float
 
 
 def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise TuneError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
@@ -403,7 +404,7 @@ def parse_budget(budget) -> tuple[int | None, float | None]:
     """
     if budget is None:
         return None, None
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
+    if is_int(budget):
         return _positive_int("budget", budget), None
     if isinstance(budget, str):
         text = budget.strip().lower()
@@ -559,11 +560,7 @@ def tune(
         raise TuneError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if not (epochs > 0 and math.isfinite(epochs)):
         raise TuneError(f"epochs must be a finite number > 0, got {epochs!r}")
-    if (
-        isinstance(split_seed, bool)
-        or not isinstance(split_seed, (int, np.integer))
-        or split_seed < 0
-    ):
+    if not is_int(split_seed) or split_seed < 0:
         raise TuneError(f"split_seed must be an integer >= 0, got {split_seed!r}")
     n_val = max(1, int(round(val_fraction * len(data))))
     if len(data) - n_val < 1:
@@ -699,7 +696,7 @@ def _b_simple(model, train, val, point: Point, steps: int, backend, dtype, root)
 
     from .grads import gradient_noise
     from .results import atomic_write
-    from .train import train as sgd
+    from .training import train as sgd
 
     key = f"{_label(point.batch_size, point.lr, point.momentum)}-steps{steps}-{dtype}"
     cache = None if root is None else root / "b_simple.json"

@@ -11,7 +11,8 @@ from sgdcore.models import MLP, LogisticRegression
 #: Relative tolerances against the float64 oracle, per dtype.
 RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 DTYPES = [np.float64, np.float32]
-CPU_BACKENDS = ["numpy", "numba", "cpp"]
+#: Every backend sgdcore knows (a test whose backend is not built here skips, saying why).
+BACKENDS = list(_backend.BACKENDS)
 
 MODELS = {
     "logistic_binary": LogisticRegression(9),
@@ -43,7 +44,18 @@ def pytest_generate_tests(metafunc):
     if "dtype" in metafunc.fixturenames:
         metafunc.parametrize("dtype", DTYPES, ids=["f64", "f32"])
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", CPU_BACKENDS)
+        metafunc.parametrize("backend", BACKENDS)
+
+
+@pytest.fixture()
+def missing_backend(monkeypatch):
+    """A backend whose probe line names a module that is not installed."""
+    probe = _backend._Probe(("sgdcore._not_built",), "build it with `make not-built`")
+    monkeypatch.setitem(_backend._PROBES, "absent", probe)
+    monkeypatch.setattr(_backend, "BACKENDS", (*_backend.BACKENDS, "absent"))
+    monkeypatch.delitem(_backend._LOADED, "absent", raising=False)
+    yield "absent"
+    _backend._LOADED.pop("absent", None)
 
 
 @pytest.fixture(autouse=True)

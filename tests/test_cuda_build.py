@@ -17,6 +17,9 @@ def _nvcc():
 
 
 def test_every_cu_file_compiles_with_warnings_as_errors():
+    """The check compiles each .cu where this tree has no up-to-date sgdcore._cuda; where
+    the build (the CI install) already compiled them with the same flags, it only loads
+    the module, so no .cu is compiled twice."""
     if _nvcc() is None:
         pytest.skip("nvcc not found ($CUDA_HOME/bin, /usr/local/cuda/bin, PATH)")
     res = subprocess.run(

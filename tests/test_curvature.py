@@ -12,8 +12,7 @@ import scipy.sparse.linalg as sla
 from conftest import MODELS, RTOL, make_problem, rel_err
 
 import sgdcore
-from sgdcore import _cpu, curvature, reference
-from sgdcore.kernels._cpp.dims import dims
+from sgdcore import _backend, _cpu, curvature, reference
 from sgdcore.models import MLP, LogisticRegression
 
 
@@ -159,7 +158,7 @@ def test_backends_agree_with_each_other(model, dtype):
     theta, X, y = make_problem(model, dtype=dtype, n=40)
     V = _directions(model, 2, dtype)
     base = sgdcore.hvp(model, theta, X, y, V, backend="numpy")
-    for b in ("numba", "cpp"):
+    for b in _backend.backends_with("hvp"):
         assert (
             rel_err(sgdcore.hvp(model, theta, X, y, V, backend=b), base)
             <= 2 * RTOL[np.dtype(dtype)]
@@ -206,23 +205,23 @@ def test_compiled_boundary_checks_without_crashing():
     P = model.n_params
     Vt = np.zeros((2, P))
     with pytest.raises(ValueError, match="out must have shape"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((3, P)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((3, P)))
     with pytest.raises(ValueError, match="out must be writable"):
         out = np.zeros((2, P))
         out.setflags(write=False)
-        _cpu.ggn_vp(*dims(model), theta, X, y, Vt, out)
+        _cpu.ggn_vp(*model.dims, theta, X, y, Vt, out)
     with pytest.raises(ValueError, match="must not share memory"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, Vt)
+        _cpu.hvp(*model.dims, theta, X, y, Vt, Vt)
     with pytest.raises(ValueError, match="state_A"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((2, P)), None, np.zeros((23, 2)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((2, P)), None, np.zeros((23, 2)))
     with pytest.raises(ValueError, match=r"state_P must have shape"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt, np.zeros((2, P)), np.zeros((23, 3)), np.zeros(5))
+        _cpu.hvp(*model.dims, theta, X, y, Vt, np.zeros((2, P)), np.zeros((23, 3)), np.zeros(5))
     with pytest.raises(ValueError, match=r"y\[0\] = 7 is out of range"):
-        _cpu.hvp(*dims(model), theta, X, np.full(23, 7), Vt, np.zeros((2, P)))
+        _cpu.hvp(*model.dims, theta, X, np.full(23, 7), Vt, np.zeros((2, P)))
     with pytest.raises(TypeError, match="V must have dtype"):
-        _cpu.hvp(*dims(model), theta, X, y, Vt.astype(np.float32), np.zeros((2, P)))
+        _cpu.hvp(*model.dims, theta, X, y, Vt.astype(np.float32), np.zeros((2, P)))
     with pytest.raises(ValueError, match="closed form for logistic regression"):
-        _cpu.logistic_hessian(*dims(model), theta, X, np.zeros((P, P)))
+        _cpu.logistic_hessian(*model.dims, theta, X, np.zeros((P, P)))
 
 
 def test_dense_hessian_refuses_politely():
@@ -444,3 +443,25 @@ def test_sparse_inputs_cross_chunks_and_threads():
     with threadpool_limits(1):
         one = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
     assert rel_err(got, want) <= 1e-10 and np.array_equal(got, one)
+
+
+@pytest.mark.parametrize("zeros", [True, False], ids=["sparse", "dense"])
+def test_cpp_operator_decides_the_first_layer_once(monkeypatch, zeros):
+    """An operator that keeps its forward state counts the non-zeros of X once, when the
+    state is computed: its products reuse that decision, with the same results as a
+    product that decides afresh."""
+    from sgdcore.kernels._cpp import sparse as cpp_sparse
+    from sgdcore.kernels._cpp.sparse import sparse_inputs
+
+    model = MLP(30, 40, 4)
+    theta, X, y = _sparse_problem(model) if zeros else make_problem(model)
+    V = _directions(model, 2, np.float64)
+    op = curvature.HessianOperator(model, theta, X, y, backend="cpp", cache_state=True)
+    assert op.state.sparse == sparse_inputs(model, X) == zeros
+    fresh = sgdcore.hvp(model, theta, X, y, V, backend="cpp")
+
+    def counted(*args):
+        raise AssertionError("the non-zeros of X were counted again")
+
+    monkeypatch.setattr(cpp_sparse, "sparse_inputs", counted)
+    assert rel_err(op.matmat(V), fresh) <= 1e-12

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 import sgdcore
+from sgdcore import _backend
 from sgdcore.data import mnist
 from sgdcore.models import MLP
 
-ENGINES = ["numba", "cpp"]
+ENGINES = [b for b in _backend.backends_with("train") if b != "numpy"]
 MODEL = MLP(784, 128, 10)
 STEPS = 200
 EDGE = dict(batch_size=16, lr=0.1, momentum=0.9, steps=STEPS)

@@ -529,7 +529,8 @@ def test_fused_finite_check_reports_overflow():
     """The C++ kernel checks the values it writes instead of a separate pass over X."""
     model = MODELS["mlp"]
     theta, X, y = make_problem(model, dtype=np.float32)
-    if not getattr(_backend.get_kernel(model, "per_example_grads", "auto")[1], "checks_finite", 0):
+    name = _backend.resolve("auto", quantity="per_example_grads", kind=model.kind)
+    if "checks_finite" not in _backend.flags(model.kind, "per_example_grads", name):
         pytest.skip("no backend with a fused finiteness check")
     big = theta * np.float32(1e30)  # finite, but the logits overflow
     with pytest.raises(FloatingPointError, match="overflow"):
@@ -644,9 +645,7 @@ def test_compiled_boundary_checks_itself():
 
 def test_every_backend_registers_every_quantity():
     reg = _backend.registry()
-    for b in ("numpy", "numba", "cpp"):
-        if not _backend.backend_status(b)[0]:
-            continue
+    for b in _backend.available_backends():
         for q in [*QUANTITIES, "grad_gram"]:
             for kind in _backend.MODEL_KINDS:
                 assert (kind, q, b) in reg, (kind, q, b)

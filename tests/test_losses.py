@@ -161,3 +161,22 @@ def test_sparse_inputs_match_oracle(dtype, backend, n):
     assert rel_err(g, reference.grad(model, theta, X, y, l2=0.2)) <= tol
     assert rel_err(c, reference.loss(model, theta, X, y, l2=0.2)) <= tol
     assert sgdcore.loss(model, theta, X, y, l2=0.2, backend=backend) == pytest.approx(c, rel=1e-6)
+
+
+@pytest.mark.parametrize("density", [1.0, 0.2], ids=["dense", "sparse"])
+def test_nan_pre_activation_propagates(backend, density):
+    """A NaN hidden pre-activation stays NaN through the ReLU on every backend, as
+    NumPy's ``np.maximum`` keeps it: that example's gradient norm and the summed loss are
+    NaN, the other examples' norms are untouched. Inputs with many zeros take the
+    compiled backends' sparse first layer, the others their GEMMs."""
+    model = sgdcore.models.MLP(12, 9, 3)
+    theta, X, y = make_problem(model, n=40)
+    X[np.random.default_rng(1).random(X.shape) >= density] = 0.0
+    X[3, 5] = np.nan  # every pre-activation of example 3 is NaN
+    c, g = sgdcore.loss_and_grad(model, theta, X, y, backend=backend, check_finite=False)
+    assert np.isnan(c) and np.all(np.isnan(g[model.n_params - model.n_classes :]))
+    n = sgdcore.per_example_grad_norms(model, theta, X, y, backend=backend, check_finite=False)
+    keep = np.arange(len(X)) != 3
+    assert np.isnan(n[3])
+    n0 = np.linalg.norm(reference.per_example_grads(model, theta, X[keep], y[keep]), axis=1)
+    assert rel_err(n[keep], n0) <= 1e-10

@@ -35,7 +35,7 @@ def test_readme_quick_start_has_exactly_two_commands():
     assert "pytest" in commands[1]
 
 
-@pytest.mark.parametrize("path", ["sgdcore/grads.py", "sgdcore/train.py", "sgdcore/sweep"])
+@pytest.mark.parametrize("path", ["sgdcore/grads.py", "sgdcore/training.py", "sgdcore/sweep"])
 def test_file_map_names_real_files(path):
     assert (README.parent / path).exists()
     assert f"`{path}" in README.read_text()

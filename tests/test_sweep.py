@@ -26,7 +26,7 @@ import pytest
 
 from sgdcore import sweep
 from sgdcore.sweep import SpecError, StoreError, SweepSpec
-from sgdcore.train import train
+from sgdcore.training import train
 
 DATA = {"name": "mnist", "n_train": 200, "n_test": 300, "seed": 0}
 MODEL = {"kind": "mlp", "hidden": 8}
@@ -602,7 +602,7 @@ def test_sweep_gives_the_progress_bar_its_model_steps(monkeypatch, tmp_path):
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(importlib.import_module("sgdcore.sweep.run"), "Progress", Spy)
+    monkeypatch.setattr(importlib.import_module("sgdcore.sweep.runner"), "Progress", Spy)
     spec = tiny_spec(grid={"batch_size": [8, 16], "lr": [0.1], "seed": [0, 1, 2]})
     sweep.run(spec, tmp_path / "a")
     (bar,) = made

@@ -9,7 +9,7 @@ from scipy import stats
 
 from sgdcore import theory
 from sgdcore.models import MLP
-from sgdcore.train import train
+from sgdcore.training import train
 
 # -- noise scale ---------------------------------------------------------------------------
 

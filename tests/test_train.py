@@ -12,14 +12,15 @@ import pytest
 from conftest import MODELS, rel_err
 
 import sgdcore
-from sgdcore import available_backends, backend_status, philox, reference
+from sgdcore import _backend, available_backends, backend_status, philox, reference
 from sgdcore.data import randomize_labels
 from sgdcore.models import MLP, LogisticRegression
-from sgdcore.train import COLUMNS, DIVERGENCE_FACTOR, diverged
+from sgdcore.training import COLUMNS, DIVERGENCE_FACTOR, diverged
 
 #: Relative tolerance of parameters after 50 steps, backend against the NumPy engine.
 ENGINE_RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-4}
-COMPILED = ["numba", "cpp"]
+#: Every engine checked against the NumPy reference engine.
+COMPILED = [b for b in _backend.backends_with("train") if b != "numpy"]
 
 
 def need(engine):

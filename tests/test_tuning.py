@@ -243,7 +243,7 @@ def test_parse_budget_refuses_nonsense(budget):
 @pytest.fixture()
 def count_training(monkeypatch):
     """Counts calls of the SGD engine (every sweep group and B_simple's run go through it)."""
-    engine = sys.modules["sgdcore.train"]
+    engine = sys.modules["sgdcore.training"]
     calls = []
     real = engine.train
 

@@ -42,7 +42,8 @@ template <class T> SGD_HD T softmax_xent(const T* z, long long C, long long y, T
   return m + std::log(s) - zy;
 }
 
-template <class T> SGD_HD T relu(T z) { return z > T(0) ? z : T(0); }
+// max(z, 0), NaN kept (as NumPy's np.maximum and the Numba kernels do); -0 maps to +0.
+template <class T> SGD_HD T relu(T z) { return z > T(0) ? z : (z == z ? T(0) : z); }
 // Derivative of ReLU; 0 at z == 0 (the convention of reference.py).
 template <class T> SGD_HD T relu_grad(T z) { return z > T(0) ? T(1) : T(0); }
 

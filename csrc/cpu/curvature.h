@@ -17,6 +17,8 @@
 #include "common/curvature_formulas.h"
 #include "cpu/elementwise.h"
 #include "cpu/forward_backward.h"
+#include "cpu/memory.h"
+#include "cpu/parallel.h"
 #include "cpu/sparse_inputs.h"
 
 namespace sgdcore::cpu::curv {

@@ -56,27 +56,35 @@ void forward(const Model& m, const T* theta, const T* X, int64_t n, T* A, T* Z) 
   }
 }
 
-// Summed cross-entropy of logits Z[n, K]; when R is given, writes dCE_i/dz_i into R
-// (sigmoid(z) - y, or softmax(z) - onehot(y)). R may alias Z.
-template <class T>
-T output_residual(const Model& m, const T* Z, const int64_t* y, int64_t n, T* R) {
-  const int64_t K = m.K();
-  T loss = T(0);
+// Summed cross-entropy, accumulated in Acc, of logits Z[n, K] whose labels label(i)
+// gives; when R is given, writes dCE_i/dz_i into R (sigmoid(z) - y, or softmax(z) -
+// onehot(y)); R may alias Z. p: scratch for one row of K probabilities (used without R).
+template <class Acc, class T, class Label>
+Acc residual_sum(int64_t K, const T* Z, Label label, int64_t n, T* R, T* p) {
+  Acc loss = Acc(0);
   if (K == 1) {
     for (int64_t i = 0; i < n; ++i) {
       const T z = Z[i];
-      loss += binary_xent(z, y[i]);
-      if (R) R[i] = sigmoid(z) - T(y[i]);
+      const int64_t y = label(i);
+      loss += Acc(binary_xent(z, y));
+      if (R) R[i] = sigmoid(z) - T(y);
     }
     return loss;
   }
-  std::vector<T> p(R ? 0 : K);
   for (int64_t i = 0; i < n; ++i) {
-    T* out = R ? R + i * K : p.data();
-    loss += softmax_xent(Z + i * K, K, y[i], out);
-    if (R) out[y[i]] -= T(1);
+    T* out = R ? R + i * K : p;
+    const int64_t y = label(i);
+    loss += Acc(softmax_xent(Z + i * K, K, y, out));
+    if (R) out[y] -= T(1);
   }
   return loss;
+}
+
+// Summed cross-entropy of logits Z[n, K] of the examples labelled y[n] (residual_sum).
+template <class T>
+T output_residual(const Model& m, const T* Z, const int64_t* y, int64_t n, T* R) {
+  std::vector<T> p(R ? 0 : m.K());
+  return residual_sum<T>(m.K(), Z, [y](int64_t i) { return y[i]; }, n, R, p.data());
 }
 
 // Column sums of M[n, k] into g (g = beta * g + sum).

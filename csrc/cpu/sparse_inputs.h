@@ -10,74 +10,14 @@
 #pragma once
 
 #include <algorithm>
-#include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "common/multiversion.h"
-
-#ifdef SGDCORE_OPENMP
-#include <omp.h>
-#endif
+#include "cpu/memory.h"
+#include "cpu/parallel.h"
 
 namespace sgdcore::cpu {
-
-
-// Storage whose first element is 64-byte aligned (a cache line, an AVX-512 vector).
-template <class T>
-struct AlignedAllocator {
-  using value_type = T;
-  AlignedAllocator() = default;
-  template <class U>
-  AlignedAllocator(const AlignedAllocator<U>&) {}
-  T* allocate(std::size_t n) {
-    return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64)));
-  }
-  void deallocate(T* p, std::size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U>
-  bool operator==(const AlignedAllocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const AlignedAllocator<U>&) const { return false; }
-};
-template <class T>
-using AlignedVector = std::vector<T, AlignedAllocator<T>>;
-
-// The same alignment, uninitialised (for buffers written in full before use).
-template <class T>
-struct AlignedDelete {
-  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
-};
-template <class T>
-using AlignedArray = std::unique_ptr<T[], AlignedDelete<T>>;
-template <class T>
-AlignedArray<T> aligned_array(std::size_t n) {
-  return AlignedArray<T>(new (std::align_val_t(64)) T[n]);
-}
-
-// Aligned scratch of n elements (uninitialised) that a thread keeps for its next call
-// with the same slot when it is at most 32 MiB: fresh pages cost a fault each (about a
-// millisecond per 4 MiB here), more than the work of a small call. `own` holds larger
-// buffers, freed with it.
-template <class T>
-T* reused_scratch(int slot, std::size_t n, AlignedArray<T>& own) {
-  if (n * sizeof(T) > (std::size_t(32) << 20)) {
-    own = aligned_array<T>(n);
-    return own.get();
-  }
-  thread_local std::vector<AlignedVector<T>> kept;
-  if (kept.size() <= std::size_t(slot)) kept.resize(slot + 1);
-  if (kept[slot].size() < n) kept[slot].resize(n);
-  return kept[slot].data();
-}
-
-// n rounded up to whole 64-byte vectors of T: a row stride that keeps rows aligned.
-template <class T>
-int64_t padded(int64_t n) {
-  const int64_t L = 64 / int64_t(sizeof(T));
-  return (n + L - 1) / L * L;
-}
 
 // Compressed rows of a dense [n, D] matrix: row i's non-zeros are col/val[ptr[i]:ptr[i+1]].
 template <class T>
@@ -300,22 +240,6 @@ void sparse_forward(const Csr<T>& X, const int64_t* rows, int64_t first, int64_t
       sparse_rows_dot(A + i * lda + c0, W + c0, ldw, X.col.data() + q0, X.val.data() + q0,
                       X.ptr[r + 1] - q0, c1 - c0);
     }
-  }
-}
-
-// f(r0, r1) on consecutive slices of [0, n), one per thread of the OpenMP team (16-aligned
-// boundaries, so slices of a row-major matrix's columns share no cache line).
-template <class F>
-void split_rows(int64_t n, F f) {
-#pragma omp parallel
-  {
-#ifdef SGDCORE_OPENMP
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-    const int64_t t = 0, nt = 1;
-#endif
-    const auto edge = [&](int64_t q) { return q == nt ? n : (q * n / nt) / 16 * 16; };
-    if (edge(t + 1) > edge(t)) f(edge(t), edge(t + 1));
   }
 }
 

@@ -4,8 +4,6 @@ tridiagonal matrices that stochastic Lanczos quadrature integrates with.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +11,8 @@ import scipy.linalg as sl
 from scipy.linalg import blas as sblas
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-from .._blas import blas_pools, one_blas_thread
+from .._blas import caller_threads, serial_vector_work
+from .._validate import is_int
 
 __all__ = [
     "ConvergenceError",
@@ -78,29 +77,11 @@ def as_operator(op) -> LinearOperator:
     return A
 
 
-#: The BLAS pools as the caller had them, while the vector work runs on one thread.
-_FREE_BLAS: contextvars.ContextVar = contextvars.ContextVar("free_blas", default=None)
-
-
-@contextlib.contextmanager
-def _vector_work_on_one_blas_thread():
-    """BLAS on one thread for the Lanczos vector work, the products (``_apply``) with the
-    caller's pools: threaded BLAS calls between products leave workers spinning that the
-    next product's own threads then compete with (the top-10 eigenvalues of a sparse-input
-    MLP took twice as long).
-    """
-    token = _FREE_BLAS.set(blas_pools().info())
-    try:
-        with one_blas_thread():
-            yield
-    finally:
-        _FREE_BLAS.reset(token)
-
-
 def _apply(A, v):
-    """``A v`` in float64, whatever the operator's dtype."""
-    free = _FREE_BLAS.get()
-    with contextlib.nullcontext() if free is None else blas_pools().limit(limits=free):
+    """``A v`` in float64, whatever the operator's dtype, with the caller's BLAS threads
+    (a registered kernel inside then applies its own thread policy).
+    """
+    with caller_threads():
         return np.ascontiguousarray(A.matvec(v), dtype=np.float64).reshape(-1)
 
 
@@ -203,7 +184,7 @@ def top_eigenvalues(
     n = A.shape[0]
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+    if not is_int(k) or not 1 <= k <= n:
         raise ValueError(f"k must be an integer with 1 <= k <= P = {n}, got {k!r}")
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
@@ -213,7 +194,7 @@ def top_eigenvalues(
     max_products = 100 * ncv if max_products is None else int(max_products)
     if n <= ncv:
         return _dense(A, k, which, return_eigenvectors)
-    with _vector_work_on_one_blas_thread():
+    with serial_vector_work():
         return _thick_restart(A, k, which, tol, ncv, max_products, seed, v0, return_eigenvectors)
 
 
@@ -225,7 +206,7 @@ def _thick_restart(A, k, which, tol, ncv, max_products, seed, v0, return_eigenve
     start = rng.standard_normal(n) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
     if start.shape != (n,) or not np.all(np.isfinite(start)) or not np.any(start):
         raise ValueError(f"v0 must be a finite, non-zero vector of shape ({n},)")
-    V[0] = start / np.linalg.norm(start)
+    V[0] = start / norm(start)
     n_prod = restarts = 0
     first = 0
     keep = min(ncv - 1, k + (ncv - k) // 2)
@@ -332,7 +313,7 @@ def lanczos_tridiagonal(A, q, steps, *, reorth=True):
     Gauss quadrature is exact). ``reorth`` orthogonalises against the whole basis (twice),
     which costs ``steps x P`` memory.
     """
-    with _vector_work_on_one_blas_thread():
+    with serial_vector_work():
         return _tridiagonal(A, q, steps, reorth)
 
 

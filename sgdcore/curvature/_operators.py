@@ -8,6 +8,7 @@ from scipy.sparse.linalg import LinearOperator
 from .. import _validate as chk
 from .._backend import get_kernel
 from ..grads import memory_budget
+from ..losses import finish
 from ._products import curvature_state
 
 __all__ = ["GGNOperator", "HessianOperator"]
@@ -59,10 +60,7 @@ class _CurvatureOperator(LinearOperator):
         Vt = np.ascontiguousarray(V.T, dtype=self.dtype)
         out = np.empty_like(Vt)
         self._kernel(self.model, self.theta, self.X, self.y, Vt, out, self.state)
-        if self.l2:
-            out += np.asarray(self.l2, dtype=self.dtype) * Vt
-        if self.reduction == "mean":
-            out *= np.asarray(1.0 / self.X.shape[0], dtype=self.dtype)
+        finish(out, Vt, self.l2, self.reduction, self.X.shape[0])
         self.n_products += Vt.shape[0]
         return out.T
 

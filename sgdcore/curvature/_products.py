@@ -7,6 +7,7 @@ import numpy as np
 from .. import _validate as chk
 from .._backend import get_kernel
 from ..grads import MemoryBudgetError, memory_budget
+from ..losses import finish
 
 __all__ = ["curvature_state", "ggn_vp", "hessian", "hvp"]
 
@@ -31,14 +32,6 @@ def check_directions(model, v, dtype: np.dtype, *, finite: bool = True) -> np.nd
     return v
 
 
-def _finish(res, v, l2: float, reduction: str, n: int) -> None:
-    """``res += l2 v``, then ``/ N`` for the mean reduction (in place)."""
-    if l2:
-        res += np.asarray(l2, dtype=res.dtype) * v
-    if reduction == "mean":
-        res *= np.asarray(1.0 / n, dtype=res.dtype)
-
-
 def _products(quantity, model, theta, X, y, v, reduction, l2, out, backend, check_finite):
     chk.check_reduction(reduction)
     l2 = chk.check_l2(l2)
@@ -54,7 +47,7 @@ def _products(quantity, model, theta, X, y, v, reduction, l2, out, backend, chec
         out_t = np.empty((v.shape[1], v.shape[0]), dtype=theta.dtype)
         kernel(model, theta, X, y, np.ascontiguousarray(v.T), out_t, None)
         res[...] = out_t.T
-    _finish(res, v, l2, reduction, X.shape[0])
+    finish(res, v, l2, reduction, X.shape[0])
     return res
 
 
@@ -220,8 +213,4 @@ def hessian(
             E = np.zeros((stop - start, P), dtype=theta.dtype)
             E[np.arange(stop - start), np.arange(start, stop)] = 1
             kernel(model, theta, X, y, E, res[start:stop], state)
-    if l2:
-        res[np.diag_indices(P)] += np.asarray(l2, dtype=res.dtype)
-    if reduction == "mean":
-        res *= np.asarray(1.0 / X.shape[0], dtype=res.dtype)
-    return res
+    return finish(res, None, l2, reduction, X.shape[0])

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.linalg as sl
 from scipy.linalg import blas as sblas
 
+from .._validate import is_int
 from ._lanczos import as_operator, gauss_quadrature, lanczos_tridiagonal
 
 __all__ = ["Estimate", "SpectralDensity", "logdet", "slq", "spectral_density", "trace"]
@@ -67,7 +68,7 @@ class SpectralDensity:
 
 
 def _count(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 

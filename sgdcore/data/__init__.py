@@ -22,7 +22,7 @@ from .sources import (
     torchvision_roots,
 )
 from .splits import binary_subset, randomize_labels, subset
-from .synthetic import synthetic
+from .teacher import synthetic
 from .user import LAYOUTS, user_data
 
 __all__ = [

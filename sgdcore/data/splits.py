@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .._validate import check_int
 from .dataset import Dataset
 
 __all__ = ["binary_subset", "randomize_labels", "subset"]
@@ -59,9 +60,9 @@ def subset(
     ValueError
         If the pool is too small (the message says how many examples it has).
     """
-    _check_count("n_train", n_train)
+    check_int("n_train", n_train, 1)
     if n_test is not None:
-        _check_count("n_test", n_test)
+        check_int("n_test", n_test, 1)
     shared = test is None
     rng = _rng(seed)
     order = rng.permutation(len(data))
@@ -137,7 +138,7 @@ def binary_subset(
         )
     for name, value in (("n_train", n_train), ("n_test", n_test)):
         if value is not None:
-            _check_count(name, value)
+            check_int(name, value, 1)
             if value % 2:
                 raise ValueError(f"{name}={value} must be even when balanced=True")
     k_train = n_train // 2
@@ -201,13 +202,6 @@ def randomize_labels(y: np.ndarray, seed: int, n_classes: int | None = None) -> 
 
 def _rng(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.Philox(seed))
-
-
-def _check_count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def _counts(data: Dataset, digits: tuple[int, int]) -> str:

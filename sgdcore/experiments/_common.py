@@ -821,7 +821,7 @@ def parameters(defaults: dict, **given) -> dict:
     return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
-def sweep_runner(make_spec, overrides: str, search: str | None | bool = False):
+def sweep_runner(make_spec, overrides: str, search: str | None | bool = False, prepare=None):
     """An experiment's ``run``: ``make_spec``'s sweep, run (into ``<out>/store`` when
     ``out`` is given), and its table; ``overrides`` names the further keywords of
     ``make_spec``.
@@ -829,6 +829,10 @@ def sweep_runner(make_spec, overrides: str, search: str | None | bool = False):
     With ``search`` (the column that tells settings apart, or None for one setting)
     the sweep is the initial grid of an adaptive search (:func:`search_batch_sizes`),
     and ``run`` takes ``max_runs``, its budget.
+
+    ``prepare(quick, data, backend, hidden=..., **further) -> (further, attrs)``, when
+    given, runs first: it may take keywords of its own and choose ``make_spec``'s
+    (its docstring joins ``run``'s); ``attrs`` go into the table's ``attrs``.
     """
 
     def run(
@@ -850,9 +854,14 @@ def sweep_runner(make_spec, overrides: str, search: str | None | bool = False):
         **more,
     ):
         data = data_table(data, data_split, download, offline_ok)
+        attrs = {}
+        if prepare is not None:
+            more, attrs = prepare(quick, data, backend, hidden=hidden, **more)
         spec = make_spec(quick, hidden=hidden, seeds=seeds, backend=backend, data=data, **more)
         if search is False:
-            return run_sweep(spec, out, executor, client, scheduler, progress)
+            df = run_sweep(spec, out, executor, client, scheduler, progress)
+            df.attrs.update(attrs)
+            return df
         sweep_args = {"executor": executor, "client": client, "scheduler": scheduler}
         if out is None:
             with tempfile.TemporaryDirectory(prefix="sgdcore-") as tmp:
@@ -868,6 +877,7 @@ def sweep_runner(make_spec, overrides: str, search: str | None | bool = False):
         f"    Further keywords: {overrides}"
         + (", ``max_runs`` (budget of the batch-size search)" if search is not False else "")
         + ".\n"
+        + (f"\n    {prepare.__doc__.strip()}\n" if prepare is not None and prepare.__doc__ else "")
     )
     return run
 

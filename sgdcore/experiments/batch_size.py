@@ -32,9 +32,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .. import sweep
 from . import _bracket
 from . import _common as C
+from ._specs import add_setting_arguments, schedule, setting_values, spec_maker
 
 NAME = "batch-size"
 
@@ -42,35 +42,20 @@ FULL = {"hidden": 800, "lr": 0.1, "momentum": 0.9, "steps": 2000, "seeds": 3, "e
 QUICK = {"hidden": 128, "lr": 0.1, "momentum": 0.9, "steps": 500, "seeds": 3, "evals": 12}
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    hidden=None,
-    seeds=None,
-    lr=None,
-    momentum=None,
-    steps=None,
-    batch_sizes=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """The sweep: every batch size of the grid at one ε and m, several seeds."""
-    p = C.parameters(
-        QUICK if quick else FULL, hidden=hidden, seeds=seeds, lr=lr, momentum=momentum, steps=steps
-    )
+def _sweep(p, batch_sizes):
     n = C.DATA["n_train"]
     bs = C.batch_grid(1, n, n) if batch_sizes is None else sorted(batch_sizes)
-    return sweep.SweepSpec(
-        name=NAME,
-        grid={"batch_size": bs, "seed": list(range(p["seeds"]))},
-        fixed={"lr": p["lr"], "momentum": p["momentum"]},
-        steps=p["steps"],
-        eval={"log": p["evals"]},
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data),
-        backend=backend,
-    )
+    return schedule(p, {"batch_size": bs})
 
+
+make_spec = spec_maker(
+    NAME,
+    FULL,
+    QUICK,
+    _sweep,
+    "The sweep: every batch size of the grid at one ε and m, several seeds.",
+    extra={"batch_sizes": None},
+)
 
 run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``batch_sizes``", search=None)
 
@@ -244,16 +229,14 @@ def _arch(spec: dict) -> str:
     return f"784-{m.get('hidden')}-10" if m.get("kind") == "mlp" else str(m.get("kind", "?"))
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("lr", "momentum", "steps")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     C.add_search_arguments(parser)
-    parser.add_argument(
-        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
-    )
-    parser.add_argument(
-        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
-    )
-    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
+    add_setting_arguments(parser, FULL, SETTINGS)
 
 
 def main(args) -> int:
@@ -261,7 +244,5 @@ def main(args) -> int:
         sys.modules[__name__],
         args,
         max_runs=args.max_runs,
-        lr=args.lr,
-        momentum=args.momentum,
-        steps=args.steps,
+        **setting_values(args, SETTINGS),
     )

@@ -74,7 +74,7 @@ def _data(table):
 def _minimum(model, train, l2, seed, backend):
     """SGD from ``model.init(seed)``: ``(theta, laplace result)`` at its end point."""
     from .. import evidence
-    from ..train import train as sgd
+    from ..training import train as sgd
 
     _, params = sgd(
         model,

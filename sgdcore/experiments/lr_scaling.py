@@ -30,8 +30,8 @@ import sys
 
 import pandas as pd
 
-from .. import sweep
 from . import _common as C
+from ._specs import add_setting_arguments, setting_values, spec_maker
 
 NAME = "lr-scaling"
 
@@ -47,21 +47,7 @@ FULL = {
 QUICK = {"hidden": 128, "lrs": [0.03, 0.1, 0.3], "momentum": 0.9, "time": 50.0, "seeds": 3}
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    hidden=None,
-    seeds=None,
-    lrs=None,
-    momentum=None,
-    time=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """One grid per ε: its band of batch sizes × seeds, ``round(time / ε)`` steps."""
-    p = C.parameters(
-        QUICK if quick else FULL, hidden=hidden, seeds=seeds, lrs=lrs, momentum=momentum, time=time
-    )
+def _sweep(p):
     n = C.DATA["n_train"]
     grids = [
         {
@@ -71,16 +57,20 @@ def make_spec(
         }
         for lr in sorted(p["lrs"])
     ]
-    return sweep.SweepSpec(
-        name=NAME,
-        grid=grids,
-        fixed={"momentum": p["momentum"]},
-        steps={"rule": "constant_time", "time": p["time"]},
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data),
-        backend=backend,
-    )
+    return {
+        "grid": grids,
+        "fixed": {"momentum": p["momentum"]},
+        "steps": {"rule": "constant_time", "time": p["time"]},
+    }
 
+
+make_spec = spec_maker(
+    NAME,
+    FULL,
+    QUICK,
+    _sweep,
+    "One grid per ε: its band of batch sizes × seeds, ``round(time / ε)`` steps.",
+)
 
 run = C.sweep_runner(make_spec, "``lrs``, ``momentum``, ``time``", search="lr")
 
@@ -133,15 +123,14 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
     )
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("lrs", "momentum")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     C.add_search_arguments(parser)
-    parser.add_argument(
-        "--lrs", type=C.positive_float, nargs="+", default=None, help="learning rates ε to sweep"
-    )
-    parser.add_argument(
-        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
-    )
+    add_setting_arguments(parser, FULL, SETTINGS)
     parser.add_argument(
         "--time",
         type=C.positive_float,
@@ -155,7 +144,6 @@ def main(args) -> int:
         sys.modules[__name__],
         args,
         max_runs=args.max_runs,
-        lrs=args.lrs,
-        momentum=args.momentum,
+        **setting_values(args, SETTINGS),
         time=args.time,
     )

@@ -39,8 +39,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .. import sweep
 from . import _common as C
+from ._specs import add_setting_arguments, setting_values, spec_maker
 
 NAME = "momentum-scaling"
 
@@ -56,24 +56,7 @@ QUICK = {"hidden": 128, "momenta": [0.5, 0.8, 0.9], "lr": 0.1, "time": 500.0, "s
 FIGURES = ("fig7a_accuracy_vs_batch", "fig7b_bopt_vs_momentum")
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    hidden=None,
-    seeds=None,
-    momenta=None,
-    lr=None,
-    time=None,
-    fixed_steps=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """One grid per m: its band of batch sizes × seeds; ``time (1-m)/ε`` steps, or
-    ``fixed_steps`` for every m.
-    """
-    p = C.parameters(
-        QUICK if quick else FULL, hidden=hidden, seeds=seeds, momenta=momenta, lr=lr, time=time
-    )
+def _sweep(p, fixed_steps):
     n = C.DATA["n_train"]
     grids = [
         {
@@ -88,16 +71,18 @@ def make_spec(
         if fixed_steps is None
         else fixed_steps
     )
-    return sweep.SweepSpec(
-        name=NAME,
-        grid=grids,
-        fixed={"lr": p["lr"]},
-        steps=steps,
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data),
-        backend=backend,
-    )
+    return {"grid": grids, "fixed": {"lr": p["lr"]}, "steps": steps}
 
+
+make_spec = spec_maker(
+    NAME,
+    FULL,
+    QUICK,
+    _sweep,
+    "One grid per m: its band of batch sizes × seeds; ``time (1-m)/ε`` steps, or\n"
+    "    ``fixed_steps`` for every m.",
+    extra={"fixed_steps": None},
+)
 
 run = C.sweep_runner(make_spec, "``momenta``, ``lr``, ``time``, ``fixed_steps``", search="momentum")
 
@@ -153,15 +138,14 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
     )
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("momenta", "lr")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     C.add_search_arguments(parser)
-    parser.add_argument(
-        "--momenta", type=C.momentum_value, nargs="+", default=None, help="values of m"
-    )
-    parser.add_argument(
-        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
-    )
+    add_setting_arguments(parser, FULL, SETTINGS)
     parser.add_argument(
         "--time",
         type=C.positive_float,
@@ -181,8 +165,7 @@ def main(args) -> int:
         sys.modules[__name__],
         args,
         max_runs=args.max_runs,
-        momenta=args.momenta,
-        lr=args.lr,
+        **setting_values(args, SETTINGS),
         time=args.time,
         fixed_steps=args.fixed_steps,
     )

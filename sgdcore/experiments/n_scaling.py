@@ -43,8 +43,8 @@ import sys
 
 import pandas as pd
 
-from .. import sweep
 from . import _common as C
+from ._specs import add_setting_arguments, setting_values, spec_maker
 
 NAME = "n-scaling"
 
@@ -69,29 +69,7 @@ QUICK = {
 FIGURES = ("fig6a_accuracy_vs_batch", "fig6b_bopt_vs_n")
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    hidden=None,
-    seeds=None,
-    ns=None,
-    lr=None,
-    momentum=None,
-    steps=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """One grid per N: its band of batch sizes × seeds, a fixed number of steps."""
-    p = C.parameters(
-        QUICK if quick else FULL,
-        hidden=hidden,
-        seeds=seeds,
-        ns=ns,
-        lr=lr,
-        momentum=momentum,
-        steps=steps,
-    )
-    pool = max(POOL, max(p["ns"]))
+def _sweep(p):
     grids = [
         {
             "n_train": [n],
@@ -100,16 +78,21 @@ def make_spec(
         }
         for n in sorted(p["ns"])
     ]
-    return sweep.SweepSpec(
-        name=NAME,
-        grid=grids,
-        fixed={"lr": p["lr"], "momentum": p["momentum"]},
-        steps=p["steps"],
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data, n_train=pool),
-        backend=backend,
-    )
+    return {
+        "grid": grids,
+        "fixed": {"lr": p["lr"], "momentum": p["momentum"]},
+        "steps": p["steps"],
+        "pool": max(POOL, max(p["ns"])),
+    }
 
+
+make_spec = spec_maker(
+    NAME,
+    FULL,
+    QUICK,
+    _sweep,
+    "One grid per N: its band of batch sizes × seeds, a fixed number of steps.",
+)
 
 run = C.sweep_runner(make_spec, "``ns``, ``lr``, ``momentum``, ``steps``", search="n_train")
 
@@ -153,19 +136,14 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
     )
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("ns", "lr", "momentum", "steps")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
     C.add_search_arguments(parser)
-    parser.add_argument(
-        "--ns", type=C.positive_int, nargs="+", default=None, help="training-set sizes"
-    )
-    parser.add_argument(
-        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
-    )
-    parser.add_argument(
-        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.5)"
-    )
-    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
+    add_setting_arguments(parser, FULL, SETTINGS)
 
 
 def main(args) -> int:
@@ -173,8 +151,5 @@ def main(args) -> int:
         sys.modules[__name__],
         args,
         max_runs=args.max_runs,
-        ns=args.ns,
-        lr=args.lr,
-        momentum=args.momentum,
-        steps=args.steps,
+        **setting_values(args, SETTINGS),
     )

@@ -97,7 +97,7 @@ def _data(table):
 
 def _thetas(model, train, test, p, seed, backend):
     """Parameters at each checkpoint: the initialisation, then SGD (float32 engine)."""
-    from ..train import train as sgd
+    from ..training import train as sgd
 
     out = {}
     for step in p["checkpoints"]:

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .._blas import one_blas_thread
+from .._validate import is_int
 from . import _common as C
 
 NAME = "random-labels"
@@ -245,7 +246,7 @@ def run(
     first = draw_split(pool, n_train=n_train, n_test=n_test, digits=digits, seed=seed)
     if splits == "auto":
         splits = 1 if len(first[1]) >= LARGE_TEST else SMALL_DATA_SPLITS
-    if isinstance(splits, bool) or not isinstance(splits, (int, np.integer)) or splits < 1:
+    if not is_int(splits) or splits < 1:
         raise ValueError(f"splits must be 'auto' or an integer >= 1, got {splits!r}")
     tasks = []
     for s in range(int(splits)):

@@ -52,6 +52,7 @@ import pandas as pd
 
 from .. import sweep
 from . import _common as C
+from ._specs import REQUIRED, add_setting_arguments, schedule, setting_values, spec_maker
 
 NAME = "regularized"
 FULL = {
@@ -96,7 +97,7 @@ def evidence_scan(model, train, test, lambdas, p, backend="auto") -> pd.DataFram
         std_error, grad_norm, n_excluded, test_accuracy, test_cross_entropy``.
     """
     from ..evidence import laplace
-    from ..train import train as sgd
+    from ..training import train as sgd
 
     lambdas = [float(v) for v in lambdas]
     n = len(train)
@@ -149,65 +150,27 @@ def evidence_scan(model, train, test, lambdas, p, backend="auto") -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    l2,
-    hidden=None,
-    seeds=None,
-    steps=None,
-    small=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """B = ``small`` and B = N, with ``l2 = 0`` and ``l2``, several seeds."""
-    p = C.parameters(QUICK if quick else FULL, hidden=hidden, seeds=seeds, steps=steps, small=small)
-    n = C.DATA["n_train"]
-    return sweep.SweepSpec(
-        name=NAME,
-        grid={
-            "batch_size": sorted({p["small"], n}),
-            "l2": [0.0, float(l2)],
-            "seed": list(range(p["seeds"])),
-        },
-        fixed={"lr": p["lr"], "momentum": p["momentum"]},
-        steps=p["steps"],
-        eval={"log": p["evals"]},
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data),
-        backend=backend,
+def _sweep(p, l2):
+    return schedule(
+        p, {"batch_size": sorted({p["small"], C.DATA["n_train"]}), "l2": [0.0, float(l2)]}
     )
 
 
-def run(
-    quick: bool = False,
-    out=None,
-    *,
-    backend: str = "auto",
-    seeds=None,
-    hidden=None,
-    steps=None,
-    small=None,
-    lambdas=None,
-    executor: str = "local",
-    client=None,
-    scheduler=None,
-    progress=None,
-    data=None,
-    data_split=None,
-    download: bool = False,
-    offline_ok: bool = False,
-) -> pd.DataFrame:
-    """The evidence scan, then the sweep at ``l2 = 0`` and the chosen ``l2``.
+make_spec = spec_maker(
+    NAME,
+    FULL,
+    QUICK,
+    _sweep,
+    "B = ``small`` and B = N, with ``l2 = 0`` and ``l2``, several seeds.",
+    extra={"l2": REQUIRED},
+    keys=("hidden", "seeds", "steps", "small"),
+)
 
-    ``data``, ``data_split``, ``download`` and ``offline_ok`` choose the data as for
-    every experiment (see :func:`sgdcore.data.load_pools`).
 
-    Returns
-    -------
-    pandas.DataFrame
-        The sweep's table; ``df.attrs["evidence"]`` is the scan
-        (:func:`evidence_scan`) and ``df.attrs["l2"]`` the chosen coefficient.
+def _choose_l2(quick, table, backend, hidden=None, lambdas=None, **more):
+    """First the evidence scan over ``lambdas`` chooses ``l2``; ``df.attrs["evidence"]``
+    is the scan (:func:`evidence_scan`), ``df.attrs["l2"]`` the chosen coefficient and
+    ``df.attrs["scan"]`` the scan's settings.
     """
     from ..models import MLP
     from ..sweep.inputs import n_classes_of
@@ -215,26 +178,15 @@ def run(
     p = C.parameters(QUICK if quick else FULL, hidden=hidden, lambdas=lambdas)
     if len(p["lambdas"]) == 0 or min(p["lambdas"]) <= 0:
         raise ValueError(f"lambdas must be values > 0, got {p['lambdas']!r}")
-    table = C.data_table(data, data_split, download, offline_ok)
     train, test = sweep.load_data(table, "float32")
     model = MLP(train.X.shape[1], int(p["hidden"]), n_classes_of(train, test))
     scan = evidence_scan(model, train, test, p["lambdas"], p, backend)
     best = float(scan.loc[scan["log_ratio"].idxmin(), "l2"])
-    spec = make_spec(
-        quick,
-        l2=best,
-        hidden=hidden,
-        seeds=seeds,
-        steps=steps,
-        small=small,
-        backend=backend,
-        data=table,
-    )
-    df = C.run_sweep(spec, out, executor, client, scheduler, progress)
-    df.attrs["evidence"] = scan
-    df.attrs["l2"] = best
-    df.attrs["scan"] = {k: p[k] for k in ("scan_steps", "probes", "lanczos")}
-    return df
+    scan_settings = {k: p[k] for k in ("scan_steps", "probes", "lanczos")}
+    return {**more, "l2": best}, {"evidence": scan, "l2": best, "scan": scan_settings}
+
+
+run = C.sweep_runner(make_spec, "``steps``, ``small``, ``lambdas``", prepare=_choose_l2)
 
 
 # ------------------------------------------------------------------------- analysis
@@ -494,12 +446,13 @@ def summarize(df: pd.DataFrame) -> tuple[dict, str]:
     return summary, "\n".join(lines)
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("steps", "small")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
-    parser.add_argument(
-        "--small", type=C.positive_int, default=None, help="the small batch size (30)"
-    )
+    add_setting_arguments(parser, FULL, SETTINGS)
     parser.add_argument(
         "--lambdas",
         type=C.positive_float,
@@ -513,7 +466,6 @@ def main(args) -> int:
     return C.experiment_main(
         sys.modules[__name__],
         args,
-        steps=args.steps,
-        small=args.small,
+        **setting_values(args, SETTINGS),
         lambdas=None if args.lambdas is None else tuple(args.lambdas),
     )

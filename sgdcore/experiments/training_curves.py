@@ -27,8 +27,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .. import sweep
 from . import _common as C
+from ._specs import add_setting_arguments, schedule, setting_values, spec_maker
 
 NAME = "training-curves"
 
@@ -53,40 +53,13 @@ QUICK = {
 FIGURES = ("fig3a_test_accuracy", "fig3b_test_cross_entropy")
 
 
-def make_spec(
-    quick: bool = False,
-    *,
-    hidden=None,
-    seeds=None,
-    lr=None,
-    momentum=None,
-    steps=None,
-    small=None,
-    backend: str = "auto",
-    data=None,
-) -> sweep.SweepSpec:
-    """B = ``small`` and B = N, several seeds, log-spaced evaluations."""
-    p = C.parameters(
-        QUICK if quick else FULL,
-        hidden=hidden,
-        seeds=seeds,
-        lr=lr,
-        momentum=momentum,
-        steps=steps,
-        small=small,
-    )
-    n = C.DATA["n_train"]
-    return sweep.SweepSpec(
-        name=NAME,
-        grid={"batch_size": sorted({p["small"], n}), "seed": list(range(p["seeds"]))},
-        fixed={"lr": p["lr"], "momentum": p["momentum"]},
-        steps=p["steps"],
-        eval={"log": p["evals"]},
-        model={"kind": "mlp", "hidden": p["hidden"]},
-        data=C.data_table(data),
-        backend=backend,
-    )
+def _sweep(p):
+    return schedule(p, {"batch_size": sorted({p["small"], C.DATA["n_train"]})})
 
+
+make_spec = spec_maker(
+    NAME, FULL, QUICK, _sweep, "B = ``small`` and B = N, several seeds, log-spaced evaluations."
+)
 
 run = C.sweep_runner(make_spec, "``lr``, ``momentum``, ``steps``, ``small``")
 
@@ -207,26 +180,18 @@ def _verdict(df: pd.DataFrame, a: dict) -> dict:
     }
 
 
+#: The settings with a command-line option of their own.
+SETTINGS = ("lr", "momentum", "steps", "small")
+
+
 def add_arguments(parser) -> None:
     C.add_common_arguments(parser, NAME)
-    parser.add_argument(
-        "--lr", type=C.positive_float, default=None, help="learning rate ε (default 0.1)"
-    )
-    parser.add_argument(
-        "--momentum", type=C.momentum_value, default=None, help="momentum m (default 0.9)"
-    )
-    parser.add_argument("--steps", type=C.positive_int, default=None, help="SGD steps per run")
-    parser.add_argument(
-        "--small", type=C.positive_int, default=None, help="the small batch size (30)"
-    )
+    add_setting_arguments(parser, FULL, SETTINGS)
 
 
 def main(args) -> int:
     return C.experiment_main(
         sys.modules[__name__],
         args,
-        lr=args.lr,
-        momentum=args.momentum,
-        steps=args.steps,
-        small=args.small,
+        **setting_values(args, SETTINGS),
     )

@@ -15,14 +15,14 @@ killed sweep, rerun, resumes where it stopped. ``sweep.load(store)`` reads the r
 
 Modules: :mod:`~sgdcore.sweep.spec` (SweepSpec, TOML), :mod:`~sgdcore.sweep.groups`,
 :mod:`~sgdcore.sweep.store` (the result store), :mod:`~sgdcore.sweep.executors`,
-:mod:`~sgdcore.sweep.run`, :mod:`~sgdcore.sweep.progress`.
+:mod:`~sgdcore.sweep.runner`, :mod:`~sgdcore.sweep.progress`.
 """
 
 from .executors import EXECUTORS, SweepError, run_group
 from .groups import Group, make_groups
 from .inputs import build_model, load_data
 from .progress import Progress
-from .run import plan, run
+from .runner import plan, run
 from .spec import DEFAULTS, RUN_KEYS, SpecError, SweepSpec
 from .store import ResultStore, StoreError, load, read_manifest
 

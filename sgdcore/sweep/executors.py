@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .._blas import cores
 from .groups import Group
 from .inputs import build_model
 
@@ -67,7 +68,7 @@ def run_group(group: Group, job: dict, arrays, progress=None):
         ``host``, process id (``pid``) and number of ``cores`` it could use that
         trained the group.
     """
-    from ..train import train
+    from ..training import train
 
     X, y, Xt, yt = arrays
     model = build_model(job["model"], X.shape[1], job["n_classes"])
@@ -99,7 +100,7 @@ def run_group(group: Group, job: dict, arrays, progress=None):
         "seconds": seconds,
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "cores": _cores(),
+        "cores": cores(),
     }
     df = df.copy()
     df.attrs = {}
@@ -107,13 +108,6 @@ def run_group(group: Group, job: dict, arrays, progress=None):
     df["group"] = group.id
     df["total_steps"] = np.int64(group.steps)
     return df, info
-
-
-def _cores() -> int:
-    """Cores this process may run on (what the engines size their threads by)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def run_local(groups: list[Group], job: dict, arrays, bar=None) -> Iterator:

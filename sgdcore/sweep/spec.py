@@ -70,6 +70,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _backend
+from .._validate import is_int
+from .inputs import build_model
+
 __all__ = ["DEFAULTS", "RUN_KEYS", "SpecError", "SweepSpec"]
 
 #: The hyper-parameters of one run, in the order tables list them.
@@ -104,7 +108,6 @@ _DATA_KEYS = (
 )
 #: Data keys that say how to get the data, not which data: left out of the spec's hash.
 _DATA_ACCESS = ("download", "offline_ok")
-_BACKENDS = ("auto", "numpy", "numba", "cpp", "cuda")
 #: Memory a group may use for its parameters, velocities, gradients and activations.
 GROUP_MEMORY_BYTES = 1 << 30
 #: Most models trained together in one group.
@@ -197,8 +200,9 @@ class SweepSpec:
         object.__setattr__(self, "data", _check_data(self.data))
         if self.dtype not in ("float32", "float64"):
             raise SpecError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.backend not in _BACKENDS:
-            raise SpecError(f"backend must be one of {_BACKENDS}, got {self.backend!r}")
+        backends = ("auto", *_backend.BACKENDS)
+        if self.backend not in backends:
+            raise SpecError(f"backend must be one of {backends}, got {self.backend!r}")
         _check_backend_usable(self.backend)
         if self.max_group is not None:
             object.__setattr__(self, "max_group", _int("max_group", self.max_group, 1))
@@ -348,17 +352,9 @@ class SweepSpec:
             return self.max_group
         item = 4 if self.dtype == "float32" else 8
         width = self.model.get("hidden", n_classes) + n_classes
-        n_params = n_params_of(self.model, n_features, n_classes)
+        n_params = build_model(self.model, n_features, n_classes).n_params
         per_model = item * (4 * n_params + 3 * batch_size * width + 2048 * width)
         return int(max(1, min(MAX_GROUP, GROUP_MEMORY_BYTES // per_model)))
-
-
-def n_params_of(model: dict, n_features: int, n_classes: int) -> int:
-    """Number of parameters of the spec's model on data of that shape."""
-    if model["kind"] == "mlp":
-        H = model["hidden"]
-        return H * n_features + H + n_classes * H + n_classes
-    return n_features + 1 if n_classes == 2 else n_classes * (n_features + 1)
 
 
 # -- validation helpers ------------------------------------------------------------------
@@ -377,7 +373,7 @@ def _json_default(o):
 
 
 def _int(name: str, value, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value):
         raise SpecError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise SpecError(f"{name} must be >= {minimum}, got {value}")

@@ -10,42 +10,36 @@ import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from ..._blas import one_blas_thread
-from .dims import dims
-from .sparse import sparse_inputs
+from .sparse import SPARSE_OWN, ForwardState
 
 
 def _state_args(state):
     return (None, None) if state is None else state
 
 
-def _products(fn, model, theta, X, y, Vt, out, state):
-    sparse = sparse_inputs(model, X)
-    with one_blas_thread(sparse):
-        fn(*dims(model), theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
+def _products(fn, model, theta, X, y, Vt, out, state, sparse):
+    fn(*model.dims, theta, X, y, Vt, out, *_state_args(state), sparse=sparse)
 
 
-@register("hvp", "cpp")
-def hvp(model, theta, X, y, Vt, out, state=None):
-    _products(_cpu.hvp, model, theta, X, y, Vt, out, state)
+@register("hvp", "cpp", threads=SPARSE_OWN)
+def hvp(model, theta, X, y, Vt, out, state=None, *, sparse):
+    _products(_cpu.hvp, model, theta, X, y, Vt, out, state, sparse)
 
 
-@register("ggn_vp", "cpp")
-def ggn_vp(model, theta, X, y, Vt, out, state=None):
-    _products(_cpu.ggn_vp, model, theta, X, y, Vt, out, state)
+@register("ggn_vp", "cpp", threads=SPARSE_OWN)
+def ggn_vp(model, theta, X, y, Vt, out, state=None, *, sparse):
+    _products(_cpu.ggn_vp, model, theta, X, y, Vt, out, state, sparse)
 
 
-@register("curvature_state", "cpp")
-def curvature_state(model, theta, X):
+@register("curvature_state", "cpp", threads=SPARSE_OWN)
+def curvature_state(model, theta, X, *, sparse):
     n = X.shape[0]
     A = np.empty((n, model.n_hidden), X.dtype) if model.kind == "mlp" else None
     Pm = np.empty((n, model.n_outputs), X.dtype)
-    sparse = sparse_inputs(model, X)
-    with one_blas_thread(sparse):
-        _cpu.curvature_state(*dims(model), theta, X, A, Pm, sparse=sparse)
-    return A, Pm
+    _cpu.curvature_state(*model.dims, theta, X, A, Pm, sparse=sparse)
+    return ForwardState(A, Pm, sparse)
 
 
-@register("hessian", "cpp", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "cpp", threads="blas")
 def hessian(model, theta, X, out):
-    _cpu.logistic_hessian(*dims(model), theta, X, out)
+    _cpu.logistic_hessian(*model.dims, theta, X, out)

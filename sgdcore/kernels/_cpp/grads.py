@@ -7,34 +7,30 @@ from __future__ import annotations
 
 from ... import _cpu
 from ..._backend import register
-from .dims import dims
 
 
-@register("per_example_grads", "cpp")
+# checks_finite: the kernel reports NaN or inf among the values it writes (every x_ij is
+# multiplied into one), so the caller may skip its own pass over X.
+@register("per_example_grads", "cpp", threads="blas", flags=("checks_finite",))
 def per_example_grads(model, theta, X, y, out):
-    return _cpu.per_example_grads(*dims(model), theta, X, y, out)
+    return _cpu.per_example_grads(*model.dims, theta, X, y, out)
 
 
-# The kernel reports NaN or inf among the values it writes (every x_ij is multiplied
-# into one), so the caller may skip its own pass over X.
-per_example_grads.checks_finite = True
-
-
-@register("per_example_grad_norms", "cpp")
+@register("per_example_grad_norms", "cpp", threads="blas")
 def per_example_grad_sqnorms(model, theta, X, y, out):
-    _cpu.per_example_grad_sqnorms(*dims(model), theta, X, y, out)
+    _cpu.per_example_grad_sqnorms(*model.dims, theta, X, y, out)
 
 
-@register("gradient_noise", "cpp")
+@register("gradient_noise", "cpp", threads="blas")
 def gradient_noise(model, theta, X, y, grad, sqnorms):
-    return _cpu.gradient_noise(*dims(model), theta, X, y, grad, sqnorms)
+    return _cpu.gradient_noise(*model.dims, theta, X, y, grad, sqnorms)
 
 
-@register("cov_matvec", "cpp")
+@register("cov_matvec", "cpp", threads="blas")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
-    _cpu.cov_matvec(*dims(model), theta, X, y, Vt, shift, out, ssum)
+    _cpu.cov_matvec(*model.dims, theta, X, y, Vt, shift, out, ssum)
 
 
-@register("grad_gram", "cpp")
+@register("grad_gram", "cpp", threads="blas")
 def grad_gram(model, theta, X, y, out):
-    _cpu.grad_gram(*dims(model), theta, X, y, out)
+    _cpu.grad_gram(*model.dims, theta, X, y, out)

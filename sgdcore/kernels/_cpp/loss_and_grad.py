@@ -6,13 +6,9 @@ from __future__ import annotations
 
 from ... import _cpu
 from ..._backend import register
-from ..._blas import one_blas_thread
-from .dims import dims
-from .sparse import sparse_inputs
+from .sparse import SPARSE_OWN
 
 
-@register("loss_and_grad", "cpp")
-def loss_and_grad(model, theta, X, y, grad):
-    sparse = sparse_inputs(model, X)
-    with one_blas_thread(sparse):
-        return _cpu.loss_and_grad(*dims(model), theta, X, y, grad, sparse=sparse)
+@register("loss_and_grad", "cpp", threads=SPARSE_OWN)
+def loss_and_grad(model, theta, X, y, grad, *, sparse):
+    return _cpu.loss_and_grad(*model.dims, theta, X, y, grad, sparse=sparse)

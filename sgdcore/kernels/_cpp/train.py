@@ -1,7 +1,8 @@
 """C++ training engine (``csrc/cpu/train_cpu.cpp``): the whole run is one call.
 
 :func:`plan` decides how the run uses the cores (see its docstring for the rule and the
-measurements behind it); the call runs with BLAS limited to one thread, so that BLAS
+measurements behind it); the call runs with BLAS limited to one thread (thread policy
+``"own"``), so that BLAS
 and the OpenMP team never oversubscribe the cores and every product is computed the
 same way whatever the number of threads.
 
@@ -14,15 +15,13 @@ sparse path's lazily updated rows; every sum is taken in a fixed order.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from ... import _cpu
 from ..._backend import register
-from ..._blas import one_blas_thread
-from .dims import dims
+from ..._blas import cores
 from .sparse import SPARSE_DENSITY
 from .sparse import density as input_density
 
@@ -46,14 +45,6 @@ class Plan:
     fuse: bool
     chunk: int
     sparse: bool = False
-
-
-def cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def plan(model, K: int, B: int, dtype, threads: int | None = None, density: float = 1.0) -> Plan:
@@ -108,36 +99,18 @@ def plan(model, K: int, B: int, dtype, threads: int | None = None, density: floa
 OVERRIDE: dict | None = None
 
 
-@register("train", "cpp")
-def train(
-    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
-):
-    K = thetas.shape[0]
+@register("train", "cpp", threads="own")
+def train(job):
+    model, *inputs, progress = job.positional()
+    K = job.thetas.shape[0]
     # The density of all the data, not of the group's rows: a model's path must not
     # depend on the group it runs in.
-    p = plan(model, K, B, thetas.dtype, density=input_density(X))
+    p = plan(model, K, job.batch_size, job.thetas.dtype, density=input_density(job.X))
     if OVERRIDE:
         p = Plan(**{**p.__dict__, **OVERRIDE})
-    metrics = np.empty((K, evals.shape[0], 3))
+    metrics = np.empty((K, job.evals.shape[0], 3))
     div_step = np.empty(K, dtype=np.int64)
-    args = (
-        *dims(model),
-        X,
-        Y,
-        Xte,
-        yte,
-        thetas,
-        seeds,
-        n_train,
-        lr,
-        momentum,
-        l2,
-        B,
-        steps,
-        evals,
-        metrics,
-        div_step,
-    )
+    args = (*model.dims, *inputs, metrics, div_step)
     kw = dict(
         threads=p.threads,
         slices=p.slices,
@@ -147,6 +120,5 @@ def train(
         sparse=p.sparse,
         progress=progress,
     )
-    with one_blas_thread():
-        _cpu.train(*args, **kw)
+    _cpu.train(*args, **kw)
     return metrics, div_step

@@ -94,24 +94,24 @@ def _products(model, theta, X, y, Vt, out, state, exact):
     store(out, res)
 
 
-@register("hvp", "cuda")
+@register("hvp", "cuda", threads="blas")
 def hvp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, True)
 
 
-@register("ggn_vp", "cuda")
+@register("ggn_vp", "cuda", threads="blas")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, False)
 
 
-@register("curvature_state", "cuda")
+@register("curvature_state", "cuda", threads="blas")
 def curvature_state(model, theta, X):
     theta_d, X_d = inputs(theta=theta, X=X)
     A, Pm = _state(model, theta_d, X_d)
     return (None if A is None else to_caller(A, X)), to_caller(Pm, X)
 
 
-@register("hessian", "cuda", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "cuda", threads="blas", kinds=("logistic_binary", "logistic_softmax"))
 def hessian(model, theta, X, out):
     theta_d, X_d = inputs(theta=theta, X=X)
     D, K = model.n_features, model.n_outputs

@@ -27,7 +27,7 @@ def residuals(model, theta, X, y):
     return A, Z, dA
 
 
-def sqnorms(model, X, A, R, dA):
+def row_sqnorms(model, X, A, R, dA):
     """``|g_i|^2`` (float64, shape (N,)), summed over the layers from their factors."""
     n = X.shape[0]
     out = cp.empty(n, dtype=cp.float64)
@@ -46,7 +46,7 @@ def sqnorms(model, X, A, R, dA):
     return out
 
 
-@register("per_example_grads", "cuda")
+@register("per_example_grads", "cuda", threads="blas")
 def per_example_grads(model, theta, X, y, out):
     theta_d, X_d, y_d = inputs(theta=theta, X=X, y=y)
     A, R, dA = residuals(model, theta_d, X_d, y_d)
@@ -59,27 +59,27 @@ def per_example_grads(model, theta, X, y, out):
     store(out, res)
 
 
-@register("per_example_grad_norms", "cuda")
+@register("per_example_grad_norms", "cuda", threads="blas")
 def per_example_grad_sqnorms(model, theta, X, y, out):
     theta_d, X_d, y_d = inputs(theta=theta, X=X, y=y)
     A, R, dA = residuals(model, theta_d, X_d, y_d)
-    store(out, sqnorms(model, X_d, A, R, dA))
+    store(out, row_sqnorms(model, X_d, A, R, dA))
 
 
-@register("gradient_noise", "cuda")
-def gradient_noise(model, theta, X, y, grad, sq):
+@register("gradient_noise", "cuda", threads="blas")
+def gradient_noise(model, theta, X, y, grad, sqnorms):
     theta_d, X_d, y_d = inputs(theta=theta, X=X, y=y)
     A, Z = forward(model, theta_d, X_d)
     residual(model, Z, y_d, _cuda.RESIDUAL)
     g = empty_like_out(grad)
     dA = backward(model, theta_d, X_d, A, Z, g)
-    store(sq, sqnorms(model, X_d, A, Z, dA))
+    store(sqnorms, row_sqnorms(model, X_d, A, Z, dA))
     total = float(cp.sum(cp.square(g, dtype=cp.float64)))  # goes to the host
     store(grad, g)
     return total
 
 
-@register("cov_matvec", "cuda")
+@register("cov_matvec", "cuda", threads="blas")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
     theta_d, X_d, y_d, Vt_d, shift_d = inputs(theta=theta, X=X, y=y, Vt=Vt, shift=shift)
     A, R, dA = residuals(model, theta_d, X_d, y_d)
@@ -108,7 +108,7 @@ def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
     store(out, res)
 
 
-@register("grad_gram", "cuda")
+@register("grad_gram", "cuda", threads="blas")
 def grad_gram(model, theta, X, y, out):
     theta_d, X_d, y_d = inputs(theta=theta, X=X, y=y)
     A, R, dA = residuals(model, theta_d, X_d, y_d)

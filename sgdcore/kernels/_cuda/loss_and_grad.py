@@ -8,7 +8,7 @@ from .device import empty_like_out, inputs, store, to_caller
 from .passes import backward, forward, proba, residual
 
 
-@register("loss_and_grad", "cuda")
+@register("loss_and_grad", "cuda", threads="blas")
 def loss_and_grad(model, theta, X, y, grad):
     theta_d, X_d, y_d = inputs(theta=theta, X=X, y=y)
     A, Z = forward(model, theta_d, X_d)
@@ -21,7 +21,7 @@ def loss_and_grad(model, theta, X, y, grad):
     return float(ce.sum())  # the loss goes to the host
 
 
-@register("predict_proba", "cuda")
+@register("predict_proba", "cuda", threads="blas")
 def predict_proba(model, theta, X):
     theta_d, X_d = inputs(theta=theta, X=X)
     return to_caller(proba(model, forward(model, theta_d, X_d)[1]), X)

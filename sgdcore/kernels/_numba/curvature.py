@@ -11,13 +11,14 @@ import numpy as np
 from numba import njit
 
 from ..._backend import register
-from .._cpp.dims import dims
+from ...models import KIND_LOGISTIC_BINARY, KIND_MLP
+from ..formulas import probabilities_row
 from .passes import forward, views
 
 
 @njit(cache=True)
 def _rows(kind, n, D, H, C, itemsize):
-    if kind == 2:
+    if kind == KIND_MLP:
         r = max(64, (1 << 21) // max(H, 1))
     else:
         r = max(16, (512 << 10) // (itemsize * D))
@@ -27,23 +28,9 @@ def _rows(kind, n, D, H, C, itemsize):
 @njit(cache=True)
 def _probabilities(Z, kind):
     """Sigmoid (K = 1) or row-wise softmax of the logits ``Z``, in place."""
-    n, K = Z.shape
-    for i in range(n):
-        if kind == 0:
-            z = Z[i, 0]
-            Z[i, 0] = 1.0 / (1.0 + np.exp(-z)) if z >= 0 else np.exp(z) / (1.0 + np.exp(z))
-            continue
-        m = Z[i, 0]
-        for c in range(1, K):
-            if Z[i, c] > m:
-                m = Z[i, c]
-        s = 0.0
-        for c in range(K):
-            e = np.exp(Z[i, c] - m)
-            Z[i, c] = e
-            s += e
-        for c in range(K):
-            Z[i, c] /= s
+    binary = kind == KIND_LOGISTIC_BINARY
+    for i in range(Z.shape[0]):
+        probabilities_row(Z[i], binary)
 
 
 @njit(cache=True)
@@ -51,7 +38,7 @@ def _output_curvature(Pm, R, kind):
     """``R <- d2CE/dz2 R`` row by row."""
     n, K = R.shape
     for i in range(n):
-        if kind == 0:
+        if kind == KIND_LOGISTIC_BINARY:
             for j in range(K):  # R holds k directions of the single output
                 R[i, j] *= Pm[i, 0] * (1.0 - Pm[i, 0])
             continue
@@ -65,8 +52,8 @@ def _output_curvature(Pm, R, kind):
 @njit(cache=True)
 def _state(theta, X, kind, D, H, C):
     n = X.shape[0]
-    K = 1 if kind == 0 else C
-    A_all = np.empty((n if kind == 2 else 0, H if kind == 2 else 0), dtype=X.dtype)
+    K = 1 if kind == KIND_LOGISTIC_BINARY else C
+    A_all = np.empty((n if kind == KIND_MLP else 0, H if kind == KIND_MLP else 0), dtype=X.dtype)
     P_all = np.empty((n, K), dtype=X.dtype)
     rows = _rows(kind, n, D, H, C, X.itemsize)
     for s in range(0, n, rows):
@@ -74,7 +61,7 @@ def _state(theta, X, kind, D, H, C):
         A, Z = forward(theta, X[s:e], kind, D, H, C)
         _probabilities(Z, kind)
         P_all[s:e] = Z
-        if kind == 2:
+        if kind == KIND_MLP:
             A_all[s:e] = A
     return A_all, P_all
 
@@ -99,7 +86,7 @@ def _products(theta, X, y, Vt, out, A_all, P_all, have_state, exact, kind, D, H,
         Xc = X[s:e]
         if have_state:
             Pm = P_all[s:e]
-            A = A_all[s:e] if kind == 2 else A_all
+            A = A_all[s:e] if kind == KIND_MLP else A_all
         else:
             A, Pm = forward(theta, Xc, kind, D, H, C)
             _probabilities(Pm, kind)
@@ -148,7 +135,7 @@ def _products(theta, X, y, Vt, out, A_all, P_all, have_state, exact, kind, D, H,
 
 
 def _call(model, theta, X, y, Vt, out, state, exact):
-    kind, D, H, C = dims(model)
+    kind, D, H, C = model.dims
     if state is None:
         empty = np.empty((0, 0), dtype=X.dtype)
         _products(theta, X, y, Vt, out, empty, empty, False, exact, kind, D, H, C)
@@ -157,19 +144,19 @@ def _call(model, theta, X, y, Vt, out, state, exact):
     _products(theta, X, y, Vt, out, A, state[1], True, exact, kind, D, H, C)
 
 
-@register("hvp", "numba")
+@register("hvp", "numba", threads="blas")
 def hvp(model, theta, X, y, Vt, out, state=None):
     _call(model, theta, X, y, Vt, out, state, True)
 
 
-@register("ggn_vp", "numba")
+@register("ggn_vp", "numba", threads="blas")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
     _call(model, theta, X, y, Vt, out, state, False)
 
 
-@register("curvature_state", "numba")
+@register("curvature_state", "numba", threads="blas")
 def curvature_state(model, theta, X):
-    A, Pm = _state(theta, X, *dims(model))
+    A, Pm = _state(theta, X, *model.dims)
     return (A if model.kind == "mlp" else None), Pm
 
 
@@ -179,7 +166,7 @@ def _hessian(theta, X, out, kind, D, C):
     outputs (c, c'): ``X~^T diag(p_c ([c = c'] - p_c')) X~`` with ``X~ = [X, 1]``.
     """
     n_total = X.shape[0]
-    K = 1 if kind == 0 else C
+    K = 1 if kind == KIND_LOGISTIC_BINARY else C
     Dt = D + 1
     out[:] = 0.0
     rows = max(1, min(n_total, max(64, (1 << 21) // Dt)))
@@ -215,7 +202,7 @@ def _hessian(theta, X, out, kind, D, C):
                             out[index[c2, b], ia] += G[a, b]
 
 
-@register("hessian", "numba", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "numba", threads="blas")
 def hessian(model, theta, X, out):
-    kind, D, _, C = dims(model)
+    kind, D, _, C = model.dims
     _hessian(theta, X, out, kind, D, C)

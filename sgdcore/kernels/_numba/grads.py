@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..._backend import register
-from .._cpp.dims import dims
+from ...models import KIND_MLP
 from .passes import backward, forward, residual, views
 
 
@@ -45,7 +45,7 @@ def _rowsq(M, i):
 def sqnorms(X, A, R, dA, kind, out):
     """``|g_i|^2``: sum over dense layers of ``|delta_i|^2 (|a_i|^2 + 1)``."""
     for i in range(X.shape[0]):
-        if kind == 2:
+        if kind == KIND_MLP:
             s = _rowsq(dA, i) * (_rowsq(X, i) + 1.0) + _rowsq(R, i) * (_rowsq(A, i) + 1.0)
         else:
             s = _rowsq(R, i) * (_rowsq(X, i) + 1.0)
@@ -69,7 +69,7 @@ def _write_rows(X, A, R, dA, out, kind, D, H, C):
     K = R.shape[1]
     for i in prange(X.shape[0]):
         row = out[i]
-        if kind == 2:
+        if kind == KIND_MLP:
             for h in range(H):
                 _scaled_copy(row, h * D, dA[i, h], X[i])
             o = H * D
@@ -88,9 +88,9 @@ def _write_rows(X, A, R, dA, out, kind, D, H, C):
                 row[K * D + c] = R[i, c]
 
 
-@register("per_example_grads", "numba")
+@register("per_example_grads", "numba", threads="blas")
 def per_example_grads(model, theta, X, y, out):
-    d = dims(model)
+    d = model.dims
     A, R, dA = residuals(theta, X, y, *d)
     _write_rows(X, A, R, dA, out, *d)
 
@@ -101,9 +101,9 @@ def _sqnorms(theta, X, y, out, kind, D, H, C):
     sqnorms(X, A, R, dA, kind, out)
 
 
-@register("per_example_grad_norms", "numba")
+@register("per_example_grad_norms", "numba", threads="blas")
 def per_example_grad_sqnorms(model, theta, X, y, out):
-    _sqnorms(theta, X, y, out, *dims(model))
+    _sqnorms(theta, X, y, out, *model.dims)
 
 
 @njit(cache=True)
@@ -112,7 +112,7 @@ def _noise(theta, X, y, grad, out, kind, D, H, C):
     residual(R, y, kind, True)
     backward(theta, X, A, R, grad, kind, D, H, C)
     dA = np.empty((0, 0), dtype=X.dtype)
-    if kind == 2:
+    if kind == KIND_MLP:
         dA = np.dot(R, views(theta, kind, D, H, C)[2])
         for i in range(dA.shape[0]):
             for j in range(H):
@@ -125,9 +125,9 @@ def _noise(theta, X, y, grad, out, kind, D, H, C):
     return total
 
 
-@register("gradient_noise", "numba")
-def gradient_noise(model, theta, X, y, grad, sqnorms_out):
-    return _noise(theta, X, y, grad, sqnorms_out, *dims(model))
+@register("gradient_noise", "numba", threads="blas")
+def gradient_noise(model, theta, X, y, grad, sqnorms):
+    return _noise(theta, X, y, grad, sqnorms, *model.dims)
 
 
 @njit(cache=True)
@@ -148,11 +148,11 @@ def _cov_matvec(theta, X, y, Vt, shift, out, ssum, kind, D, H, C):
         G1, g1, G2, g2 = views(out[j], kind, D, H, C)
         # s_i = g_i . v_j - shift_j
         U1 = np.dot(X, V1.T)
-        if kind == 2:
+        if kind == KIND_MLP:
             U2 = np.dot(A, V2.T)
         total = 0.0
         for i in range(n):
-            if kind == 2:
+            if kind == KIND_MLP:
                 t = _rowdot(dA, U1, c1, i) + _rowdot(R, U2, c2, i)
             else:
                 t = _rowdot(R, U1, c1, i)
@@ -162,7 +162,7 @@ def _cov_matvec(theta, X, y, Vt, shift, out, ssum, kind, D, H, C):
         ssum[j] = total
         # sum_i s_i g_i: the backward pass with each residual scaled by s_i
         Rs = R * s.reshape(n, 1)
-        if kind == 2:
+        if kind == KIND_MLP:
             np.dot(Rs.T, A, G2)
             np.dot((dA * s.reshape(n, 1)).T, X, G1)
             for h in range(H):
@@ -184,9 +184,9 @@ def _cov_matvec(theta, X, y, Vt, shift, out, ssum, kind, D, H, C):
                     g1[c] += Rs[i, c]
 
 
-@register("cov_matvec", "numba")
+@register("cov_matvec", "numba", threads="blas")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
-    _cov_matvec(theta, X, y, Vt, shift, out, ssum, *dims(model))
+    _cov_matvec(theta, X, y, Vt, shift, out, ssum, *model.dims)
 
 
 @njit(cache=True)
@@ -203,13 +203,13 @@ def _layer_gram(L, In, out):
 def _grad_gram(theta, X, y, out, kind, D, H, C):
     A, R, dA = residuals(theta, X, y, kind, D, H, C)
     out[:] = 0.0
-    if kind == 2:
+    if kind == KIND_MLP:
         _layer_gram(dA, X, out)
         _layer_gram(R, A, out)
     else:
         _layer_gram(R, X, out)
 
 
-@register("grad_gram", "numba")
+@register("grad_gram", "numba", threads="blas")
 def grad_gram(model, theta, X, y, out):
-    _grad_gram(theta, X, y, out, *dims(model))
+    _grad_gram(theta, X, y, out, *model.dims)

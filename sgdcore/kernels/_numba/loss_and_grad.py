@@ -5,7 +5,6 @@ from __future__ import annotations
 from numba import njit
 
 from ..._backend import register
-from .._cpp.dims import dims
 from .passes import backward, forward, residual
 
 
@@ -18,7 +17,7 @@ def _loss_and_grad(theta, X, y, grad, need_grad, kind, D, H, C):
     return ce
 
 
-@register("loss_and_grad", "numba")
+@register("loss_and_grad", "numba", threads="blas")
 def loss_and_grad(model, theta, X, y, grad):
     need = grad is not None
-    return _loss_and_grad(theta, X, y, grad if need else theta[:0], need, *dims(model))
+    return _loss_and_grad(theta, X, y, grad if need else theta[:0], need, *model.dims)

@@ -1,7 +1,7 @@
 """Forward pass, output residual and backward pass of the three models, compiled.
 
-Models are passed as integers ``(kind, D, H, C)`` (see ``kernels/_cpp/dims.py``):
-kind 0 binary logistic, 1 softmax logistic, 2 MLP.
+Models are passed as integers ``(kind, D, H, C)`` (``Model.dims``; kind ids in
+``sgdcore/models.py``); the output formulas come from ``sgdcore/kernels/formulas.py``.
 """
 
 from __future__ import annotations
@@ -9,18 +9,21 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ...models import KIND_LOGISTIC_BINARY, KIND_MLP
+from ..formulas import ce_row, relu, residual_row
+
 
 @njit(cache=True)
 def views(theta, kind, D, H, C):
     """``(W1, b1, W2, b2)``; for logistic models W1/b1 are the weights, W2/b2 empty."""
-    if kind == 2:
+    if kind == KIND_MLP:
         W1 = theta[: H * D].reshape(H, D)
         b1 = theta[H * D : H * D + H]
         o = H * D + H
         W2 = theta[o : o + C * H].reshape(C, H)
         b2 = theta[o + C * H : o + C * H + C]
         return W1, b1, W2, b2
-    K = 1 if kind == 0 else C
+    K = 1 if kind == KIND_LOGISTIC_BINARY else C
     W = theta[: K * D].reshape(K, D)
     return W, theta[K * D : K * D + K], theta[:0].reshape(0, 1), theta[:0]
 
@@ -30,12 +33,11 @@ def forward(theta, X, kind, D, H, C):
     """``(A, Z)``: ReLU activations (MLP; empty otherwise) and logits (N, K)."""
     W1, b1, W2, b2 = views(theta, kind, D, H, C)
     n = X.shape[0]
-    if kind == 2:
+    if kind == KIND_MLP:
         A = np.dot(X, W1.T)
         for i in range(n):
             for j in range(H):
-                a = A[i, j] + b1[j]
-                A[i, j] = a if a > 0 else 0.0
+                A[i, j] = relu(A[i, j] + b1[j])
         Z = np.dot(A, W2.T)
         for i in range(n):
             for c in range(C):
@@ -51,30 +53,12 @@ def forward(theta, X, kind, D, H, C):
 @njit(cache=True)
 def residual(Z, y, kind, need_residual):
     """Summed cross-entropy (float64); writes ``dCE_i/dz_i`` into Z when asked."""
-    n, K = Z.shape
+    binary = kind == KIND_LOGISTIC_BINARY
     ce = 0.0
-    for i in range(n):
-        if kind == 0:
-            z = Z[i, 0]
-            sp = z + np.log1p(np.exp(-z)) if z > 0 else np.log1p(np.exp(z))
-            ce += sp - (z if y[i] == 1 else 0.0)
-            if need_residual:
-                s = 1.0 / (1.0 + np.exp(-z)) if z >= 0 else np.exp(z) / (1.0 + np.exp(z))
-                Z[i, 0] = s - y[i]
-            continue
-        m = Z[i, 0]
-        for c in range(1, K):
-            if Z[i, c] > m:
-                m = Z[i, c]
-        s = 0.0
-        for c in range(K):
-            s += np.exp(Z[i, c] - m)
-        lse = m + np.log(s)
-        ce += lse - Z[i, y[i]]
+    for i in range(Z.shape[0]):
+        ce += ce_row(Z[i], y[i], binary)
         if need_residual:
-            for c in range(K):
-                Z[i, c] = np.exp(Z[i, c] - lse)
-            Z[i, y[i]] -= 1.0
+            residual_row(Z[i], y[i], binary)
     return ce
 
 
@@ -91,7 +75,7 @@ def backward(theta, X, A, R, grad, kind, D, H, C):
     """Write ``sum_i dCE_i/dtheta`` into ``grad`` from the residual ``R``."""
     W1, b1, W2, b2 = views(theta, kind, D, H, C)
     gW1, gb1, gW2, gb2 = views(grad, kind, D, H, C)
-    if kind == 2:
+    if kind == KIND_MLP:
         np.dot(R.T, A, gW2)
         colsum(R, gb2)
         dA = np.dot(R, W2)

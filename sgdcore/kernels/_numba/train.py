@@ -13,9 +13,9 @@ import numpy as np
 from numba import njit, prange
 
 from ..._backend import register
-from ..._blas import one_blas_thread
+from ...models import KIND_LOGISTIC_BINARY, KIND_MLP
 from ...philox import STREAM_BATCHES
-from .._cpp.dims import dims
+from ..formulas import ce_row, relu, residual_row
 from .passes import views
 
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -107,12 +107,11 @@ def batch_indices(seed, n, B, steps):
 def _logits_into(theta, X, n, kind, D, H, C, A, Z):
     """Z[:n] = logits of X[:n]; for the MLP also A[:n] = ReLU activations."""
     W1, b1, W2, b2 = views(theta, kind, D, H, C)
-    if kind == 2:
+    if kind == KIND_MLP:
         np.dot(X[:n], W1.T, A[:n])
         for i in range(n):
             for j in range(H):
-                a = A[i, j] + b1[j]
-                A[i, j] = 0.0 if a < 0 else a  # NaN stays NaN, as np.maximum
+                A[i, j] = relu(A[i, j] + b1[j])
         np.dot(A[:n], W2.T, Z[:n])
         for i in range(n):
             for c in range(C):
@@ -125,45 +124,14 @@ def _logits_into(theta, X, n, kind, D, H, C, A, Z):
 
 
 @njit(cache=True)
-def _ce_row(z, label, kind):
-    """Cross-entropy of one row of logits (float64)."""
-    if kind == 0:
-        x = z[0]
-        sp = x + np.log1p(np.exp(-x)) if x > 0 else np.log1p(np.exp(x))
-        return sp - (x if label == 1 else 0.0)
-    m = z[0]
-    for c in range(1, z.shape[0]):
-        if z[c] > m:
-            m = z[c]
-    s = 0.0
-    for c in range(z.shape[0]):
-        s += np.exp(z[c] - m)
-    return m + np.log(s) - z[label]
-
-
-@njit(cache=True)
 def _residual(Z, labels, idx, n, kind):
     """Summed CE of Z[:n] (labels[idx]); writes dCE/dz into Z. Returns float64."""
+    binary = kind == KIND_LOGISTIC_BINARY
     total = 0.0
     for i in range(n):
         y = labels[idx[i]]
-        total += _ce_row(Z[i], y, kind)
-        if kind == 0:
-            x = Z[i, 0]
-            p = 1.0 / (1.0 + np.exp(-x)) if x >= 0 else np.exp(x) / (1.0 + np.exp(x))
-            Z[i, 0] = p - y
-        else:
-            m = Z[i, 0]
-            for c in range(1, Z.shape[1]):
-                if Z[i, c] > m:
-                    m = Z[i, c]
-            s = 0.0
-            for c in range(Z.shape[1]):
-                Z[i, c] = np.exp(Z[i, c] - m)
-                s += Z[i, c]
-            for c in range(Z.shape[1]):
-                Z[i, c] /= s
-            Z[i, y] -= 1.0
+        total += ce_row(Z[i], y, binary)
+        residual_row(Z[i], y, binary)
     return total
 
 
@@ -188,7 +156,7 @@ def _model_steps(
     idx = np.empty(B, dtype=np.int64)
     Xb = np.empty((B, D), dtype=dt)
     A = np.empty((B, max(H, 1)), dtype=dt)
-    Z = np.empty((B, 1 if kind == 0 else C), dtype=dt)
+    Z = np.empty((B, 1 if kind == KIND_LOGISTIC_BINARY else C), dtype=dt)
     dA = np.empty((B, max(H, 1)), dtype=dt)
     W1, b1, W2, b2 = views(theta, kind, D, H, C)
     gW1, gb1, gW2, gb2 = views(grad, kind, D, H, C)
@@ -202,7 +170,7 @@ def _model_steps(
         if not np.isfinite(ce):
             div_step[k] = t
             return
-        if kind == 2:
+        if kind == KIND_MLP:
             np.dot(Z.T, A, gW2)
             _colsum(Z, B, gb2)
             np.dot(Z, W2, dA)
@@ -256,7 +224,7 @@ def train_segment(
 def _evaluate_model(k, thetas, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out):
     dt = X.dtype
     A = np.empty((rows, max(H, 1)), dtype=dt)
-    Z = np.empty((rows, 1 if kind == 0 else C), dtype=dt)
+    Z = np.empty((rows, 1 if kind == KIND_LOGISTIC_BINARY else C), dtype=dt)
     theta = thetas[k]
     for part in range(2):
         Xs = Xte if part == 0 else X
@@ -269,8 +237,8 @@ def _evaluate_model(k, thetas, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out
             _logits_into(theta, Xs[s : s + n], n, kind, D, H, C, A, Z)
             for i in range(n):
                 y = ys[s + i]
-                ce += _ce_row(Z[i], y, kind)
-                if kind == 0:
+                ce += ce_row(Z[i], y, kind == KIND_LOGISTIC_BINARY)
+                if kind == KIND_LOGISTIC_BINARY:
                     pred = 1 if Z[i, 0] > 0 else 0
                 else:
                     pred = 0
@@ -294,38 +262,19 @@ def evaluate(thetas, live, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out):
             _evaluate_model(k, thetas, X, Y, Xte, yte, n_train, kind, D, H, C, rows, out)
 
 
-@register("train", "numba")
-def train(
-    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
-):
-    """Models run in parallel (Numba threads), each with single-threaded BLAS, a lone
-    model too: threaded BLAS rounds differently, and a model's numbers must not depend
-    on the size of its group.
+@register("train", "numba", threads="own")
+def train(job):
+    """Models run in parallel (Numba threads), each with single-threaded BLAS (thread
+    policy ``"own"``), a lone model too: threaded BLAS rounds differently, and a model's
+    numbers must not depend on the size of its group.
     """
-    with one_blas_thread():
-        return _train(
-            model,
-            X,
-            Y,
-            Xte,
-            yte,
-            thetas,
-            seeds,
-            n_train,
-            lr,
-            momentum,
-            l2,
-            B,
-            steps,
-            evals,
-            progress,
-        )
+    return _train(*job.positional())
 
 
 def _train(
     model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
 ):
-    kind, D, H, C = dims(model)
+    kind, D, H, C = model.dims
     K = thetas.shape[0]
     dt = thetas.dtype
     perm = np.empty((K, int(n_train.max())), dtype=np.int64)

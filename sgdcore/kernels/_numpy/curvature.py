@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
+from ..formulas import sigmoid, softmax
 from .passes import forward
 
 
@@ -33,12 +34,9 @@ def chunk_rows(model, n: int) -> int:
 def probabilities(model, Z):
     """Output probabilities from logits ``Z [n, K]`` (sigmoid for K = 1), in place."""
     if model.kind == "logistic_binary":
-        Z[:, 0] = np.exp(-np.logaddexp(0.0, -Z[:, 0]))
+        Z[:, 0] = sigmoid(Z[:, 0])
         return Z
-    Z -= Z.max(axis=1, keepdims=True)
-    np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
-    return Z
+    return softmax(Z)
 
 
 def output_curvature(model, Pm, R):
@@ -106,17 +104,17 @@ def _products(model, theta, X, y, Vt, out, state, exact):
             G["b1"] += Rda.sum(axis=0)
 
 
-@register("hvp", "numpy")
+@register("hvp", "numpy", threads="blas")
 def hvp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, True)
 
 
-@register("ggn_vp", "numpy")
+@register("ggn_vp", "numpy", threads="blas")
 def ggn_vp(model, theta, X, y, Vt, out, state=None):
     _products(model, theta, X, y, Vt, out, state, False)
 
 
-@register("curvature_state", "numpy")
+@register("curvature_state", "numpy", threads="blas")
 def curvature_state(model, theta, X):
     n = X.shape[0]
     rows = chunk_rows(model, n)
@@ -130,7 +128,7 @@ def curvature_state(model, theta, X):
     return A, Pm
 
 
-@register("hessian", "numpy", kinds=("logistic_binary", "logistic_softmax"))
+@register("hessian", "numpy", threads="blas")
 def hessian(model, theta, X, out):
     D, K = model.n_features, model.n_outputs
     n = X.shape[0]

@@ -43,7 +43,7 @@ def _sqnorms(model, X, A, R, dA):
     return sum(_rowsq(d) * (_rowsq(a) + 1.0) for d, a, _, _ in _layers(model, X, A, R, dA))
 
 
-@register("per_example_grads", "numpy")
+@register("per_example_grads", "numpy", threads="blas")
 def per_example_grads(model, theta, X, y, out):
     A, R, dA = residuals(model, theta, X, y)
     offs = model.offsets()
@@ -54,13 +54,13 @@ def per_example_grads(model, theta, X, y, out):
         out[:, offs[b]] = delta
 
 
-@register("per_example_grad_norms", "numpy")
+@register("per_example_grad_norms", "numpy", threads="blas")
 def per_example_grad_sqnorms(model, theta, X, y, out):
     A, R, dA = residuals(model, theta, X, y)
     out[:] = _sqnorms(model, X, A, R, dA)
 
 
-@register("gradient_noise", "numpy")
+@register("gradient_noise", "numpy", threads="blas")
 def gradient_noise(model, theta, X, y, grad, sqnorms):
     A, Z = forward(model, theta, X)
     _, R = residual(model, Z, y)
@@ -73,7 +73,7 @@ def gradient_noise(model, theta, X, y, grad, sqnorms):
     return float(np.einsum("i,i->", grad, grad, dtype=np.float64))
 
 
-@register("cov_matvec", "numpy")
+@register("cov_matvec", "numpy", threads="blas")
 def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
     A, R, dA = residuals(model, theta, X, y)
     layers = _layers(model, X, A, R, dA)
@@ -93,7 +93,7 @@ def cov_matvec(model, theta, X, y, Vt, shift, out, ssum):
             np.sum(ds, axis=0, out=G[b])
 
 
-@register("grad_gram", "numpy")
+@register("grad_gram", "numpy", threads="blas")
 def grad_gram(model, theta, X, y, out):
     A, R, dA = residuals(model, theta, X, y)
     out[:] = 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..formulas import binary_ce, log_softmax, relu_, sigmoid, softmax
+
 
 def forward(model, theta, X):
     """``(A, Z)``: ReLU activations (MLP, else None) and logits, shape (N, K)."""
@@ -14,7 +16,7 @@ def forward(model, theta, X):
     if model.kind == "mlp":
         A = X @ p["W1"].T
         A += p["b1"]
-        np.maximum(A, 0, out=A)
+        relu_(A)
         return A, A @ p["W2"].T + p["b2"]
     if model.kind == "logistic_binary":
         return None, (X @ p["w"] + p["b"])[:, None]
@@ -26,17 +28,13 @@ def residual(model, Z, y, *, need_residual=True):
     n = Z.shape[0]
     if model.kind == "logistic_binary":
         z = Z[:, 0]
-        ce = float(np.sum(np.logaddexp(0.0, z) - y * z, dtype=np.float64))
+        ce = float(np.sum(binary_ce(z, y), dtype=np.float64))
         if need_residual:
-            # sigmoid(z) - y, stable for both signs of z
-            Z[:, 0] = np.exp(-np.logaddexp(0.0, -z)) - y
+            Z[:, 0] = sigmoid(z) - y
         return ce, Z
-    m = Z.max(axis=1, keepdims=True)
-    Z -= m
-    lse = np.log(np.exp(Z).sum(axis=1))
-    ce = float(np.sum(lse - Z[np.arange(n), y], dtype=np.float64))
+    log_softmax(Z)
+    ce = -float(np.sum(Z[np.arange(n), y], dtype=np.float64))
     if need_residual:
-        Z -= lse[:, None]
         np.exp(Z, out=Z)
         Z[np.arange(n), y] -= 1
     return ce, Z
@@ -64,8 +62,6 @@ def backward(model, theta, X, A, R, grad):
 def proba(model, Z):
     """Class probabilities from logits ``Z`` (binary: ``[1 - p, p]``)."""
     if model.kind == "logistic_binary":
-        p1 = np.exp(-np.logaddexp(0.0, -Z[:, 0]))
+        p1 = sigmoid(Z[:, 0])
         return np.stack([1 - p1, p1], axis=1)
-    Z = Z - Z.max(axis=1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=1, keepdims=True)
+    return softmax(Z.copy())

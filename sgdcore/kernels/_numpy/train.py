@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
-from ..._blas import one_blas_thread
 from ...philox import BatchStream
+from ..contracts import OwnWhen
+from ..formulas import binary_ce, log_softmax, relu
 from .passes import backward, forward, residual
 
 #: Elements of the largest [K, rows, width] activation block of one evaluation chunk.
@@ -29,7 +30,7 @@ def _logits(model, thetas, X):
         b1 = thetas[:, offs["b1"]]
         W2 = thetas[:, offs["W2"]].reshape(K, C, H)
         b2 = thetas[:, offs["b2"]]
-        A = np.maximum(np.matmul(X, W1.transpose(0, 2, 1)) + b1[:, None, :], 0)
+        A = relu(np.matmul(X, W1.transpose(0, 2, 1)) + b1[:, None, :])
         return np.matmul(A, W2.transpose(0, 2, 1)) + b2[:, None, :]
     name = "w" if model.kind == "logistic_binary" else "W"
     W = thetas[:, offs[name]].reshape(K, model.n_outputs, model.n_features)
@@ -41,11 +42,8 @@ def _cross_entropy(model, Z, labels):
     """Per-example cross-entropy (K, n) of logits Z (K, n, ·) and labels (K, n) or (n,)."""
     labels = np.broadcast_to(labels, Z.shape[:2])
     if model.kind == "logistic_binary":
-        z = Z[..., 0]
-        return np.logaddexp(0.0, z) - labels * z
-    m = Z.max(axis=2, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(Z - m).sum(axis=2))
-    return lse - np.take_along_axis(Z, labels[..., None], axis=2)[..., 0]
+        return binary_ce(Z[..., 0], labels)
+    return -np.take_along_axis(log_softmax(Z.copy()), labels[..., None], axis=2)[..., 0]
 
 
 def _predictions(model, Z):
@@ -81,34 +79,22 @@ def evaluate(model, thetas, X, Y, Xte, yte, n_train):
     return correct / M, test_ce / M, train_ce / n_train
 
 
-@register("train", "numpy")
-def train(
-    model, X, Y, Xte, yte, thetas, seeds, n_train, lr, momentum, l2, B, steps, evals, progress
-):
-    """Train ``thetas`` (K, P) in place; return ``(metrics (K, E, 3), div_step (K,))``.
+def _small_batch(job) -> bool:
+    """Below B = 64 the GEMMs are too small for BLAS threads to pay (and on a busy
+    machine they spin): BLAS then runs on one thread.
+    """
+    return job.batch_size < 64
+
+
+@register("train", "numpy", threads=OwnWhen(_small_batch))
+def train(job):
+    """Train ``job.thetas`` (K, P) in place; return ``(metrics (K, E, 3), div_step (K,))``.
 
     Overflow and NaN are expected when a model diverges (it is then frozen), so
-    floating-point warnings are silenced inside the run. Below B = 64 the GEMMs are too
-    small for BLAS threads to pay (and on a busy machine they spin), so BLAS runs on one.
+    floating-point warnings are silenced inside the run.
     """
-    with np.errstate(all="ignore"), one_blas_thread(B < 64):
-        return _train(
-            model,
-            X,
-            Y,
-            Xte,
-            yte,
-            thetas,
-            seeds,
-            n_train,
-            lr,
-            momentum,
-            l2,
-            B,
-            steps,
-            evals,
-            progress,
-        )
+    with np.errstate(all="ignore"):
+        return _train(*job.positional())
 
 
 def _train(

@@ -36,7 +36,9 @@ import numpy as np
 
 from . import _validate as v
 from ._backend import get_kernel
+from .kernels.contracts import TrainJob
 from .philox import _MAX_N, _check_seed
+from .theory import noise_scale
 
 __all__ = ["DIVERGENCE_FACTOR", "diverged", "train"]
 
@@ -338,9 +340,24 @@ def train(
         raise TypeError("progress must be None or a callable taking the number of steps done")
 
     name, kernel = get_kernel(model, "train", backend, (X,))
-    metrics, div_step = kernel(
-        model, X, Y, Xte, yte, thetas, seeds_arr, nk, lr_, mom, l2_, B, steps, evals, progress
+    job = TrainJob(
+        model=model,
+        X=X,
+        Y=Y,
+        X_test=Xte,
+        y_test=yte,
+        thetas=thetas,
+        seeds=seeds_arr,
+        n_train=nk,
+        lr=lr_,
+        momentum=mom,
+        l2=l2_,
+        batch_size=B,
+        steps=steps,
+        evals=evals,
+        progress=progress,
     )
+    metrics, div_step = kernel(job)
 
     E = evals.shape[0]
     step = np.tile(evals, K)
@@ -361,7 +378,7 @@ def train(
             "batch_size": np.full(K * E, B, dtype=np.int64),
             "n_train": n_rep,
             "label_seed": label_col[kk],
-            "noise_scale": lr_[kk] / (1.0 - mom[kk]) * (n_rep / B - 1.0),
+            "noise_scale": noise_scale(lr_[kk], n_rep, B, mom[kk]),
             "step": step,
             "epoch": step * B / n_rep,
             "test_accuracy": metrics[:, 0],

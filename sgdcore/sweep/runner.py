@@ -1,4 +1,6 @@
-"""``sgdcore.sweep.run``: expand a spec, run its unfinished groups, store each as it ends."""
+"""The runner behind ``sgdcore.sweep.run``: expand a spec, run its unfinished groups, store
+each as it ends.
+"""
 
 from __future__ import annotations
 
