@@ -82,7 +82,13 @@ class BuildExt(build_ext):
             return
         if getattr(ext, "cuda_sources", None):
             ext.extra_objects = _nvcc_objects(ext.cuda_sources, self.build_temp)
-        super().build_extension(ext)
+        # Stale by the rule above: link even where distutils' own check, which sees neither
+        # the headers nor the .cu objects, finds the module newer than its .cpp sources.
+        force, self.force = self.force, True
+        try:
+            super().build_extension(ext)
+        finally:
+            self.force = force
 
     def build_extensions(self):
         omp = sys.platform != "win32" and _has_flag(self.compiler, "-fopenmp")

@@ -116,3 +116,21 @@ def test_the_shared_formulas_and_philox_compile_as_device_code(tmp_path):
         timeout=300,
     )
     assert res.returncode == 0, res.stderr
+
+
+def test_the_ci_check_refuses_a_stale_build_instead_of_compiling(monkeypatch, capsys):
+    """With --built (CI), a module older than its sources fails the check; nvcc (here a
+    stand-in that would fail every compile) is never run."""
+    check = runpy.run_path(str(ROOT / ".ci" / "nvcc_check.py"), run_name="nvcc_check")
+    build = {
+        "find_nvcc": lambda: "false",
+        "_up_to_date": lambda target, sources: False,
+        "NVCC_FLAGS": [],
+        "CUDA_SOURCES": "csrc/cuda/*_cuda.cu",
+    }
+    monkeypatch.setattr(runpy, "run_path", lambda *a, **k: build)
+    assert check["main"](["--built"]) == 1
+    out = capsys.readouterr().out
+    assert "missing or older than csrc/" in out and "failed" not in out
+    assert check["main"]([]) == 1  # without --built it compiles, and the stand-in fails
+    assert "0 of" in capsys.readouterr().out
