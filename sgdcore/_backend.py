@@ -1,7 +1,8 @@
 """The one place that resolves a backend and finds a kernel.
 
-Backends: ``numpy`` (vectorised NumPy, always there), ``numba`` (JIT) and ``cpp`` (the
-pybind11 extension ``sgdcore._cpu``). Kernels live in
+Backends: ``numpy`` (vectorised NumPy, always there), ``numba`` (JIT), ``cpp`` (the
+pybind11 extension ``sgdcore._cpu``) and ``cuda`` (CuPy arrays on an NVIDIA GPU and the
+extension ``sgdcore._cuda``). Kernels live in
 ``sgdcore/kernels/_<backend>/<operation>.py`` and register themselves with
 :func:`register` under ``(model kind, quantity, backend)``, checked against the
 quantity's contract (:mod:`sgdcore.kernels.contracts`); the public API, the tests and the
@@ -55,6 +56,14 @@ class _Probe:
 #: One line per backend, in the order ``auto`` prefers them. A backend is this line and a
 #: folder ``sgdcore/kernels/_<name>/`` of kernel modules that register themselves.
 _PROBES = {
+    # runtime checks that CuPy sees a device before it imports sgdcore._cuda.
+    "cuda": _Probe(
+        ("cupy", "sgdcore.kernels._cuda.runtime"),
+        "it needs an NVIDIA GPU, CuPy (`pip install -e .[cuda]` installs cupy-cuda13x) and "
+        "sgdcore built where nvcc is found (`SGDCORE_CUDA=1 pip install -e .` says so if it "
+        "is not)",
+        gpu=True,
+    ),
     "cpp": _Probe(
         ("sgdcore._cpu",),
         "rebuild sgdcore with `pip install -e .` (needs a C++17 compiler and pybind11)",

@@ -120,7 +120,7 @@ def test_register_refuses_a_kernel_off_contract(quantity, kw, signature, message
 
 
 def test_register_refuses_an_unknown_backend():
-    with pytest.raises(TypeError, match="unknown backend; known: cpp, numba, numpy"):
+    with pytest.raises(TypeError, match="unknown backend; known: cuda, cpp, numba, numpy"):
         _register(backend="fortran")(lambda model, theta, X, y, grad: 0.0)
 
 
@@ -193,7 +193,7 @@ def test_the_checks_finite_flag_is_a_registry_fact():
 def test_no_module_is_shadowed_by_a_name_of_its_package():
     clashes = []
     for info in pkgutil.walk_packages(sgdcore.__path__, "sgdcore."):
-        if info.name.endswith(("._cpu", "__main__")) or ".kernels._" in info.name:
+        if info.name.endswith(("._cpu", "._cuda", "__main__")) or ".kernels._" in info.name:
             continue
         module = importlib.import_module(info.name)
         parent, _, leaf = info.name.rpartition(".")

@@ -19,7 +19,7 @@ def _build(src: Path, out: Path) -> subprocess.CompletedProcess:
     """``build_ext`` into fresh folders, as an editable install does, with a compiler
     that fails: whatever compiles shows as a failure.
     """
-    env = {**os.environ, "CC": "false", "CXX": "false"}
+    env = {**os.environ, "CC": "false", "CXX": "false", "SGDCORE_CUDA": "0"}  # the CPU module
     env.pop("SGDCORE_REBUILD", None)
     env.pop("SGDCORE_SANITIZE", None)
     cmd = [sys.executable, "setup.py", "build_ext", "--build-lib", str(out / "lib")]

@@ -4,11 +4,7 @@
 #pragma once
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define SGD_HD __host__ __device__ inline
-#else
-#define SGD_HD inline
-#endif
+#include "common/hostdevice.h"
 
 namespace sgdcore {
 

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "common/formulas.h"  // SGD_HD
+#include "common/hostdevice.h"
 
 namespace sgdcore::philox {
 
@@ -48,7 +48,7 @@ SGD_HD void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t
 
 // Exactly uniform integer in [0, s), 1 <= s <= 2^32 - 1, for Fisher-Yates position i
 // (s = i + 1) of epoch `epoch`.
-inline uint32_t uniform_below(uint32_t s, uint32_t i, uint32_t epoch, const uint32_t key[2]) {
+SGD_HD uint32_t uniform_below(uint32_t s, uint32_t i, uint32_t epoch, const uint32_t key[2]) {
   const uint32_t threshold = uint32_t(-s) % s;  // (2^32 - s) mod s
   for (uint32_t attempt = 0;; ++attempt) {
     const uint32_t ctr[4] = {i, epoch, STREAM_BATCHES, attempt};
@@ -62,7 +62,7 @@ inline uint32_t uniform_below(uint32_t s, uint32_t i, uint32_t epoch, const uint
 }
 
 // perm = epoch `epoch`'s permutation of 0..n-1 (n >= 1).
-inline void epoch_permutation(uint64_t seed, uint32_t epoch, int64_t n, int64_t* perm) {
+SGD_HD void epoch_permutation(uint64_t seed, uint32_t epoch, int64_t n, int64_t* perm) {
   const uint32_t key[2] = {uint32_t(seed), uint32_t(seed >> 32)};
   for (int64_t i = 0; i < n; ++i) perm[i] = i;
   for (int64_t i = n - 1; i >= 1; --i) {
