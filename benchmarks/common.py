@@ -17,6 +17,9 @@ MLP_SHAPE = (784, 800, 10)
 #: same in every environment; :func:`require` skips the ones a machine cannot run).
 BACKENDS = list(_backend.BACKENDS)
 
+#: The backends this machine can run (side-by-side scripts time only these).
+USABLE = _backend.available_backends()
+
 
 def mnist_like(n: int, n_classes: int = 10, dtype=np.float32, seed: int = 0):
     """Seeded ``(X, y)`` of MNIST shape: sparse pixels in [0, 1] and uniform labels."""

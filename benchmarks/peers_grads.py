@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import BACKENDS, MLP_SHAPE, Workload, mnist_like
+from .common import MLP_SHAPE, USABLE, Workload, mnist_like
 
 
 def _agree(name, got, want, rtol):
@@ -327,7 +327,7 @@ def workloads(quick: bool):
     n = 32 if quick else 128
     X, y = mnist_like(n)
     want = sgdcore.per_example_grads(mlp, theta, X, y, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_grads(b, mlp, theta, X, y) for b in BACKENDS}
+    runners = {f"sgdcore-{b}": _sg_grads(b, mlp, theta, X, y) for b in USABLE}
     runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", mlp, theta, X, y, fresh=True)
     runners["torch.func vmap(grad)"] = _torch_func("grads", mlp, theta, X, y, want)
     runners["BackPACK BatchGrad"] = _backpack("grads", mlp, theta, X, y, want)
@@ -349,7 +349,7 @@ def workloads(quick: bool):
     n = 256 if quick else 1000
     X, y = mnist_like(n)
     want = sgdcore.per_example_grad_norms(mlp, theta, X, y, squared=True, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_norms(b, mlp, theta, X, y) for b in BACKENDS}
+    runners = {f"sgdcore-{b}": _sg_norms(b, mlp, theta, X, y) for b in USABLE}
     runners["BackPACK BatchL2Grad"] = _backpack("norms", mlp, theta, X, y, want)
     runners["Opacus ghost clipping"] = _opacus("norms", mlp, theta, X, y, want)
     runners["torch.func vmap(grad)"] = _torch_func("norms", mlp, theta, X, y, want)
@@ -367,7 +367,7 @@ def workloads(quick: bool):
 
     # 3. noise statistics G, tr F, B_simple, MLP, N = 1000 (same data)
     want = sgdcore.gradient_noise(mlp, theta, X, y, backend="numpy").trace_cov
-    runners = {f"sgdcore-{b}": _sg_noise(b, mlp, theta, X, y) for b in BACKENDS}
+    runners = {f"sgdcore-{b}": _sg_noise(b, mlp, theta, X, y) for b in USABLE}
     runners["BackPACK BatchL2Grad + grad"] = _backpack("noise", mlp, theta, X, y, want)
     runners["BackPACK Variance + grad"] = _backpack("variance", mlp, theta, X, y, want)
     runners["Opacus ghost clipping + grad"] = _opacus("noise", mlp, theta, X, y, want)
@@ -390,7 +390,7 @@ def workloads(quick: bool):
     X, y = mnist_like(n, 2, np.float64)
     th = logi.init(0, np.float64)
     want = sgdcore.per_example_grads(logi, th, X, y, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_grads(b, logi, th, X, y) for b in BACKENDS}
+    runners = {f"sgdcore-{b}": _sg_grads(b, logi, th, X, y) for b in USABLE}
     runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", logi, th, X, y, fresh=True)
     runners["torch.func vmap(grad)"] = _torch_func("grads", logi, th, X, y, want)
     runners["BackPACK BatchGrad"] = _backpack("grads", logi, th, X, y, want)
