@@ -220,12 +220,7 @@ class SweepSpec:
         """Build a spec from a plain dict (the form TOML files and manifests hold)."""
         if not isinstance(d, dict):
             raise SpecError(f"a sweep spec must be a table/dict, got {type(d).__name__}")
-        unknown = sorted(set(d) - set(_SPEC_KEYS))
-        if unknown:
-            raise SpecError(
-                f"unknown spec key(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(_SPEC_KEYS)}"
-            )
+        _refuse_unknown(d, _SPEC_KEYS, "unknown spec key(s)")
         return cls(**d)
 
     @classmethod
@@ -392,13 +387,15 @@ def _float(name: str, value) -> float:
 def _check_run_keys(d, where: str) -> dict:
     if not isinstance(d, dict):
         raise SpecError(f"{where} must be a dict over {', '.join(RUN_KEYS)}, got {d!r}")
-    unknown = sorted(set(d) - set(RUN_KEYS))
-    if unknown:
-        raise SpecError(
-            f"{where}: unknown hyper-parameter(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(RUN_KEYS)}"
-        )
+    _refuse_unknown(d, RUN_KEYS, f"{where}: unknown hyper-parameter(s)")
     return {k: _plain(v) for k, v in d.items()}
+
+
+def _refuse_unknown(d: dict, allowed, what: str) -> None:
+    """Raise :class:`SpecError` naming the keys of ``d`` outside ``allowed``, if any."""
+    unknown = sorted(set(d) - set(allowed))
+    if unknown:
+        raise SpecError(f"{what} {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
 
 
 def _plain(v):
