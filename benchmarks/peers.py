@@ -45,6 +45,14 @@ def copy_bandwidth(nbytes: int = 1 << 28, repeat: int = 5) -> float:
     return 2.0 * nbytes / best
 
 
+def blas_kernels() -> str:
+    """The OpenBLAS kernel architectures loaded in this process, comma-separated."""
+    from threadpoolctl import threadpool_info
+
+    found = {i.get("architecture", "?") for i in threadpool_info() if i["user_api"] == "blas"}
+    return ", ".join(sorted(found))
+
+
 def _time_once(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -85,14 +93,9 @@ def run(only=(), repeat=7, quick=False, out=sys.stdout) -> list[dict]:
         pass
     rates = {dt: gemm_rate(dt) for dt in ("float32", "float64")}
     bw = copy_bandwidth()
-    from threadpoolctl import threadpool_info
-
-    kernels = sorted(
-        {i.get("architecture", "?") for i in threadpool_info() if i["user_api"] == "blas"}
-    )
     print(
         f"machine: {os.cpu_count()} cores; GEMM {rates['float32'] / 1e9:.0f} GFLOP/s float32, "
-        f"{rates['float64'] / 1e9:.0f} GFLOP/s float64 (OpenBLAS kernels {', '.join(kernels)}); "
+        f"{rates['float64'] / 1e9:.0f} GFLOP/s float64 (OpenBLAS kernels {blas_kernels()}); "
         f"copy {bw / 1e9:.1f} GB/s",
         file=out,
     )

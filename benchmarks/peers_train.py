@@ -320,9 +320,9 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
     """Time every runner on every B: after a short warm-up each, ``repeat`` rounds over
     all runners, keeping each one's best time; print the table."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-    from benchmarks.peers import copy_bandwidth, gemm_rate
+    from benchmarks.peers import blas_kernels, copy_bandwidth, gemm_rate
 
     # The ceiling: NumPy's BLAS on every core, or one core's rate times the cores (what
     # independent single-threaded GEMMs can reach), whichever is higher.
@@ -330,12 +330,9 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
         one = gemm_rate("float32")
     cores = os.cpu_count() or 1
     rate, bw = max(gemm_rate("float32"), cores * one), copy_bandwidth()
-    kernels = sorted(
-        {i.get("architecture", "?") for i in threadpool_info() if i["user_api"] == "blas"}
-    )
     print(
         f"machine: {cores} cores, float32 GEMM ceiling {rate / 1e9:.0f} GFLOP/s "
-        f"({one / 1e9:.0f} on one core; OpenBLAS kernels {', '.join(kernels)}), "
+        f"({one / 1e9:.0f} on one core; OpenBLAS kernels {blas_kernels()}), "
         f"copy {bw / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}",
         file=out,
     )
