@@ -91,6 +91,14 @@ def _check_reduction(reduction: str, n: int) -> None:
         raise ValueError("reduction='mean' needs at least one example")
 
 
+def _as_problem(model, theta, X, y, reduction: str):
+    """``theta``, ``X`` and ``y`` checked and converted, and ``reduction`` checked."""
+    theta = _as_theta(model, theta)
+    X, y = _as_Xy(model, X, y)
+    _check_reduction(reduction, X.shape[0])
+    return theta, X, y
+
+
 def _as_vectors(model, v) -> tuple[np.ndarray, bool]:
     """``v`` as ``[P, k]`` float64, and whether it came in as one ``[P]`` vector."""
     v = np.asarray(v, dtype=np.float64)
@@ -265,6 +273,32 @@ def _hvp_sum(model, params, X, y, v) -> np.ndarray:
     for x_i, y_i in zip(X, y, strict=True):
         out += _mlp_example_hvp(model, params, x_i, y_i, v)
     return out
+
+
+def _hvp_total(model, params, X, y, V) -> np.ndarray:
+    """``sum_i H_i V``, one column of ``V`` at a time."""
+    total = np.zeros_like(V)
+    for j in range(V.shape[1]):
+        total[:, j] = _hvp_sum(model, params, X, y, V[:, j])
+    return total
+
+
+def _ggn_total(model, params, X, y, V) -> np.ndarray:
+    """``sum_i J_i^T H_out,i J_i V``, one example at a time."""
+    total = np.zeros_like(V)
+    for x_i in X:
+        J = _example_jacobian(model, params, x_i)
+        total += J.T @ (_out_hess(model.kind, _logits(model, params, x_i)) @ (J @ V))
+    return total
+
+
+def _product(total_of, model, theta, X, y, v, reduction: str, l2) -> np.ndarray:
+    """``(total_of(...) + l2 v)``, reduced, for one vector ``v`` or its columns."""
+    theta, X, y = _as_problem(model, theta, X, y, reduction)
+    V, single = _as_vectors(model, v)
+    total = total_of(model, model.unflatten(theta), X, y, V)
+    out = _reduce(total, V, l2, reduction, X.shape[0])
+    return out[:, 0] if single else out
 
 
 # ------------------------------------------------------------------- public API
@@ -560,16 +594,7 @@ def hvp(model, theta, X, y, v, reduction="sum", l2=0.0) -> np.ndarray:
     -------
     ndarray, shape of ``v``, float64
     """
-    theta = _as_theta(model, theta)
-    X, y = _as_Xy(model, X, y)
-    _check_reduction(reduction, X.shape[0])
-    V, single = _as_vectors(model, v)
-    params = model.unflatten(theta)
-    total = np.zeros_like(V)
-    for j in range(V.shape[1]):
-        total[:, j] = _hvp_sum(model, params, X, y, V[:, j])
-    out = _reduce(total, V, l2, reduction, X.shape[0])
-    return out[:, 0] if single else out
+    return _product(_hvp_total, model, theta, X, y, v, reduction, l2)
 
 
 def hessian(model, theta, X, y, reduction="sum", l2=0.0) -> np.ndarray:
@@ -592,9 +617,7 @@ def hessian(model, theta, X, y, reduction="sum", l2=0.0) -> np.ndarray:
     -------
     ndarray, shape (P, P), float64
     """
-    theta = _as_theta(model, theta)
-    X, y = _as_Xy(model, X, y)
-    _check_reduction(reduction, X.shape[0])
+    theta, X, y = _as_problem(model, theta, X, y, reduction)
     P = model.n_params
     if model.kind != "logistic_binary":
         return hvp(model, theta, X, y, np.eye(P), reduction=reduction, l2=l2)
@@ -627,9 +650,7 @@ def ggn(model, theta, X, y, reduction="sum", l2=0.0) -> np.ndarray:
     -------
     ndarray, shape (P, P), float64
     """
-    theta = _as_theta(model, theta)
-    X, y = _as_Xy(model, X, y)
-    _check_reduction(reduction, X.shape[0])
+    theta, X, y = _as_problem(model, theta, X, y, reduction)
     params = model.unflatten(theta)
     P = model.n_params
     total = np.zeros((P, P))
@@ -661,14 +682,4 @@ def ggn_vp(model, theta, X, y, v, reduction="sum", l2=0.0) -> np.ndarray:
     --------
     ggn : the dense matrix and the definitions of ``J_i`` and ``H_out,i``.
     """
-    theta = _as_theta(model, theta)
-    X, y = _as_Xy(model, X, y)
-    _check_reduction(reduction, X.shape[0])
-    V, single = _as_vectors(model, v)
-    params = model.unflatten(theta)
-    total = np.zeros_like(V)
-    for x_i in X:
-        J = _example_jacobian(model, params, x_i)
-        total += J.T @ (_out_hess(model.kind, _logits(model, params, x_i)) @ (J @ V))
-    out = _reduce(total, V, l2, reduction, X.shape[0])
-    return out[:, 0] if single else out
+    return _product(_ggn_total, model, theta, X, y, v, reduction, l2)
