@@ -95,6 +95,33 @@ def test_numba_compiles_the_same_formulas():
     np.testing.assert_allclose(R, want, rtol=1e-15, atol=1e-300)
 
 
+def test_output_hessian_is_the_cross_entropy_hessian_in_z():
+    """Entries of ``d2CE/dz2``, vectorised over rows and compiled, against the hand-written
+    ``diag(p) - p p^T`` (softmax) and ``p (1 - p)`` (sigmoid)."""
+    Zm, _ = _rows(n=6, k=4)
+    P = F.softmax(Zm.copy())
+    for c in range(4):
+        for d in range(4):
+            want = P[:, c] * ((c == d) - P[:, d])
+            np.testing.assert_allclose(F.output_hessian(P[:, c], P[:, d], c == d), want)
+    s = F.sigmoid(Z)
+    np.testing.assert_array_equal(F.output_hessian(s, s, True), s * (1.0 - s))
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def entries(P, out):
+        for i in range(P.shape[0]):
+            for c in range(P.shape[1]):
+                for d in range(P.shape[1]):
+                    out[i, c, d] = F.output_hessian(P[i, c], P[i, d], c == d)
+
+    out = np.empty((6, 4, 4))
+    entries(P, out)
+    for c in range(4):
+        for d in range(4):
+            np.testing.assert_array_equal(out[:, c, d], F.output_hessian(P[:, c], P[:, d], c == d))
+
+
 @pytest.mark.parametrize("python_backend", ["numpy", "numba"])
 def test_relu_propagates_nan_through_the_mlp(python_backend):
     """A NaN pre-activation gives a NaN loss on every Python backend (no silent zero)."""

@@ -40,6 +40,7 @@ __all__ = [
     "log_softmax",
     "logsumexp_row",
     "max_row",
+    "output_hessian",
     "probabilities_row",
     "relu",
     "relu_",
@@ -72,6 +73,17 @@ def relu(a):
 def binary_ce(z, y):
     """Cross-entropy of the sigmoid output with logit ``z`` and label ``y`` in {0, 1}."""
     return np.logaddexp(0.0, z) - y * z
+
+
+@jitable
+def output_hessian(p_c, p_d, same):
+    """Entry ``(c, c')`` of the output-layer Hessian ``d2CE/dz2 = diag(p) - p p^T``.
+
+    ``p_c (1 - p_c)`` when ``same`` (``c = c'``; also the binary model's one entry, with
+    ``p`` the sigmoid), else ``-p_c p_c'``. Element-wise: scalars in compiled loops,
+    columns of the probabilities in the vectorised kernels.
+    """
+    return p_c * (1.0 - p_c) if same else -p_c * p_d
 
 
 def relu_(A):

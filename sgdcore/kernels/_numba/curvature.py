@@ -12,7 +12,7 @@ from numba import njit
 
 from ..._backend import register
 from ...models import KIND_LOGISTIC_BINARY, KIND_MLP
-from ..formulas import probabilities_row
+from ..formulas import output_hessian, probabilities_row
 from .passes import forward, views
 
 
@@ -189,8 +189,7 @@ def _hessian(theta, X, out, kind, D, C):
         for c in range(K):
             for c2 in range(c, K):
                 for i in range(n):
-                    p = Pm[i, c]
-                    w = p * (1.0 - p) if c == c2 else -p * Pm[i, c2]
+                    w = output_hessian(Pm[i, c], Pm[i, c2], c == c2)
                     for d in range(Dt):
                         Xw[i, d] = w * Xt[i, d]
                 G = np.dot(Xt.T, Xw)

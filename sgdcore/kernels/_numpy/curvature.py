@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._backend import register
-from ..formulas import sigmoid, softmax
+from ..formulas import output_hessian, sigmoid, softmax
 from .passes import forward
 
 
@@ -142,12 +142,7 @@ def hessian(model, theta, X, out):
         Xt = np.hstack([Xc, np.ones((Xc.shape[0], 1), X.dtype)])
         for c in range(K):
             for c2 in range(c, K):
-                if K == 1:
-                    w = Pm[:, 0] * (1 - Pm[:, 0])
-                elif c == c2:
-                    w = Pm[:, c] * (1 - Pm[:, c])
-                else:
-                    w = -Pm[:, c] * Pm[:, c2]
+                w = output_hessian(Pm[:, c], Pm[:, c2], c == c2)
                 G = Xt.T @ (w[:, None] * Xt)
                 out[np.ix_(index[c], index[c2])] += G
                 if c != c2:
