@@ -957,6 +957,25 @@ def parse_model(text: str, n_features: int, n_classes: int):
     raise TuneError(f"--model {text!r}: use logistic or mlp:H with H hidden units (e.g. mlp:128)")
 
 
+#: The ``sgdcore tune`` options passed to :func:`tune` as the keywords of the same name.
+_TUNE_FLAGS = (
+    "budget",
+    "val_fraction",
+    "epochs",
+    "seeds",
+    "batch_sizes",
+    "lr",
+    "momentum",
+    "factor",
+    "max_batch",
+    "z",
+    "min_drop",
+    "max_drop",
+    "split_seed",
+    "backend",
+)
+
+
 def main(args) -> int:
     """``sgdcore tune``: run :func:`tune`, print the table and the recommendation, write
     ``tune.csv`` (+ manifest), ``recommendation.json`` and ``tune_path.png``.
@@ -975,26 +994,8 @@ def main(args) -> int:
     try:
         pool = load_pool(args.data, args.download)
         model = parse_model(args.model, pool.X.shape[1], max(2, int(pool.y.max()) + 1))
-        table, rec = tune(
-            model,
-            pool,
-            budget=args.budget,
-            val_fraction=args.val_fraction,
-            epochs=args.epochs,
-            seeds=args.seeds,
-            batch_sizes=args.batch_sizes,
-            lr=args.lr,
-            momentum=args.momentum,
-            factor=args.factor,
-            max_batch=args.max_batch,
-            z=args.z,
-            min_drop=args.min_drop,
-            max_drop=args.max_drop,
-            store=store,
-            split_seed=args.split_seed,
-            backend=args.backend,
-            log=print,
-        )
+        flags = {name: getattr(args, name) for name in _TUNE_FLAGS}
+        table, rec = tune(model, pool, store=store, log=print, **flags)
     except (TuneError, StoreError, DataError, FileNotFoundError, BackendUnavailable) as exc:
         raise SystemExit(f"tune: {exc}") from None
     shown = table.drop(columns=[c for c in table.columns if c.startswith("seed")])
