@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgdcore import evidence, hessian, reference
-from sgdcore.models import LogisticRegression
+from sgdcore import reference
+from sgdcore.experiments.momentum_noise import logistic_problem
 from sgdcore.sample import effective_sample_size
 from sgdcore.stationary import (
     discrete_stationary_cov,
@@ -127,15 +127,10 @@ def test_non_commuting_noise_and_hessian():
 
 
 def test_logistic_regression_near_its_map_follows_the_noise_scale():
-    rng = np.random.default_rng(0)
-    n, d, l2 = 400, 3, 1.0
-    X = rng.normal(size=(n, d))
-    y = (rng.random(n) < 1 / (1 + np.exp(-X @ np.array([1.0, -1.0, 0.5])))).astype(np.int64)
-    model = LogisticRegression(d)
-    theta = evidence.fit_map(model, X, y, l2).theta
-    Hm = hessian(model, theta, X, y, l2=l2) / n
+    model, X, y, l2, theta, Hm, Fm = logistic_problem(seed=0)
+    n = X.shape[0]
     G = reference.per_example_grads(model, theta, X, y)
-    Fm = G.T @ G / n - np.outer(G.mean(0), G.mean(0))
+    np.testing.assert_allclose(Fm, G.T @ G / n - np.outer(G.mean(0), G.mean(0)), rtol=1e-9)
     eps, b, m = 0.05, 10, 0.9
     S = minibatch_noise_cov(Fm, n, b, exact=True)
     x = simulate_sgd(
