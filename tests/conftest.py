@@ -55,6 +55,46 @@ def make_problem(model, n=23, dtype=np.float64, seed=0):
     return theta.astype(dtype), X.astype(dtype), y
 
 
+PNG = b"\x89PNG\r\n\x1a\n"
+#: The keys of every verdict an experiment writes into ``summary.json``.
+VERDICT_KEYS = {"claim", "measured", "interval", "verdict", "note"}
+
+
+def run_quick(tmp_path_factory, name, *changes):
+    """Run experiment ``name`` through the command line with ``--quick`` into a fresh
+    folder, each ``(table, {key: value})`` of ``changes`` set in the experiment's
+    settings for the run only; return the folder."""
+    from sgdcore import cli
+
+    mp = pytest.MonkeyPatch()
+    for table, values in changes:
+        for k, v in values.items():
+            mp.setitem(table, k, v)
+    out = tmp_path_factory.mktemp(name) / name
+    try:
+        assert cli.main(["run", name, "--quick", "--out", str(out)]) == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def read_summary(out, figures):
+    """``summary.json`` and ``summary.md`` of an experiment's folder, once each figure is
+    checked to be a PNG linked from the Markdown and each verdict to have the usual keys
+    and one of the three answers."""
+    import json
+
+    for f in figures:
+        assert (out / f"{f}.png").read_bytes().startswith(PNG), f
+    summary = json.loads((out / "summary.json").read_text())
+    md = (out / "summary.md").read_text()
+    assert all(f"({f}.png)" in md for f in figures)
+    for v in summary["verdicts"]:
+        assert set(v) == VERDICT_KEYS
+        assert v["verdict"] in ("agrees", "disagrees", "inconclusive")
+    return summary, md
+
+
 def pytest_generate_tests(metafunc):
     if "model" in metafunc.fixturenames:
         metafunc.parametrize("model", list(MODELS.values()), ids=list(MODELS))
