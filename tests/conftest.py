@@ -55,6 +55,65 @@ def make_problem(model, n=23, dtype=np.float64, seed=0):
     return theta.astype(dtype), X.astype(dtype), y
 
 
+#: Bad ``(theta, X, y)`` and what refuses them: id -> (mutate, error, match), ``mutate``
+#: taking and returning ``(theta, X, y)``.
+BAD_INPUTS = {
+    "theta-shape": (lambda t, X, y: (t[:-1], X, y), ValueError, r"theta must have shape"),
+    "theta-dtype": (
+        lambda t, X, y: (t.astype(np.int64), X, y),
+        TypeError,
+        r"theta must be float32 or float64",
+    ),
+    "dtype-mix": (lambda t, X, y: (t, X.astype(np.float32), y), TypeError, r"X has dtype float32"),
+    "X-shape": (lambda t, X, y: (t, X[:, :-1], y), ValueError, r"X must have shape"),
+    "empty": (lambda t, X, y: (t, X[:0], y[:0]), ValueError, r"X is empty"),
+    "non-contiguous": (
+        lambda t, X, y: (t, np.asfortranarray(X), y),
+        ValueError,
+        r"X must be C-contiguous",
+    ),
+    "y-length": (lambda t, X, y: (t, X, y[:-1]), ValueError, r"y must have shape"),
+    "label-high": (lambda t, X, y: (t, X, y + 10), ValueError, r"outside \[0"),
+    "label-negative": (lambda t, X, y: (t, X, y - 10), ValueError, r"outside \[0"),
+    "float-labels": (lambda t, X, y: (t, X, y.astype(float)), TypeError, r"integer class labels"),
+    "nan-X": (lambda t, X, y: (t, np.where(X > 0.5, np.nan, X), y), ValueError, r"X contains NaN"),
+    "inf-X": (
+        lambda t, X, y: (t, np.where(X > 0.5, np.inf, X), y),
+        ValueError,
+        r"X contains NaN or inf",
+    ),
+    "nan-theta": (
+        lambda t, X, y: (np.full_like(t, np.nan), X, y),
+        ValueError,
+        r"theta contains NaN",
+    ),
+    "inf-theta": (
+        lambda t, X, y: (np.full_like(t, np.inf), X, y),
+        ValueError,
+        r"theta contains NaN or inf",
+    ),
+    "list": (lambda t, X, y: (t, X.tolist(), y), TypeError, r"X must be a NumPy array"),
+}
+#: The cases every kernel entry point refuses alike.
+BAD_SHAPES_AND_TYPES = [
+    "theta-shape",
+    "theta-dtype",
+    "dtype-mix",
+    "X-shape",
+    "empty",
+    "non-contiguous",
+    "y-length",
+    "label-high",
+    "label-negative",
+]
+
+
+def bad_inputs(*more):
+    """``pytest.param`` s of :data:`BAD_SHAPES_AND_TYPES` and the cases ``more`` named,
+    for ``@pytest.mark.parametrize("mutate, error, match", ...)``."""
+    return [pytest.param(*BAD_INPUTS[k], id=k) for k in (*BAD_SHAPES_AND_TYPES, *more)]
+
+
 PNG = b"\x89PNG\r\n\x1a\n"
 #: The keys of every verdict an experiment writes into ``summary.json``.
 VERDICT_KEYS = {"claim", "measured", "interval", "verdict", "note"}

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import MODELS, RTOL, make_problem, rel_err
+from conftest import MODELS, RTOL, bad_inputs, make_problem, rel_err
 
 import sgdcore
 from sgdcore import _backend, reference
@@ -483,32 +483,6 @@ def test_accumulator_copies_theta_and_checks_chunks():
 
 # -------------------------------------------------------------------- bad input
 
-BAD = [
-    (lambda t, X, y: (t[:-1], X, y), ValueError, r"theta must have shape"),
-    (lambda t, X, y: (t.astype(np.int64), X, y), TypeError, r"theta must be float32 or float64"),
-    (lambda t, X, y: (t, X.astype(np.float32), y), TypeError, r"X has dtype float32"),
-    (lambda t, X, y: (t, X[:, :-1], y), ValueError, r"X must have shape"),
-    (lambda t, X, y: (t, X[:0], y[:0]), ValueError, r"X is empty"),
-    (lambda t, X, y: (t, np.asfortranarray(X), y), ValueError, r"X must be C-contiguous"),
-    (lambda t, X, y: (t, X, y[:-1]), ValueError, r"y must have shape"),
-    (lambda t, X, y: (t, X, y + 10), ValueError, r"outside \[0"),
-    (lambda t, X, y: (t, X, y - 10), ValueError, r"outside \[0"),
-    (lambda t, X, y: (t, np.where(X > 0.5, np.inf, X), y), ValueError, r"X contains NaN or inf"),
-    (lambda t, X, y: (np.full_like(t, np.nan), X, y), ValueError, r"theta contains NaN"),
-]
-BAD_IDS = [
-    "theta-shape",
-    "theta-dtype",
-    "dtype-mix",
-    "X-shape",
-    "empty",
-    "non-contiguous",
-    "y-length",
-    "label-high",
-    "label-negative",
-    "inf-X",
-    "nan-theta",
-]
 PUBLIC = {
     "per_example_grads": sgdcore.per_example_grads,
     "per_example_grads-chunked": lambda *a, **k: sgdcore.per_example_grads(*a, chunk_size=2, **k),
@@ -518,7 +492,7 @@ PUBLIC = {
 
 
 @pytest.mark.parametrize("fn", list(PUBLIC.values()), ids=list(PUBLIC))
-@pytest.mark.parametrize("mutate, error, match", BAD, ids=BAD_IDS)
+@pytest.mark.parametrize("mutate, error, match", bad_inputs("inf-X", "nan-theta"))
 def test_bad_input_is_refused(model, backend, fn, mutate, error, match):
     theta, X, y = make_problem(model)
     with pytest.raises(error, match=match):

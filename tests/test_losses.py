@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import RTOL, make_problem, rel_err
+from conftest import RTOL, bad_inputs, make_problem, rel_err
 
 import sgdcore
 from sgdcore import reference
@@ -71,41 +71,7 @@ def test_int32_labels_accepted(model, backend):
 
 
 @pytest.mark.parametrize(
-    "mutate, error, match",
-    [
-        (lambda t, X, y: (t[:-1], X, y), ValueError, r"theta must have shape"),
-        (
-            lambda t, X, y: (t.astype(np.int64), X, y),
-            TypeError,
-            r"theta must be float32 or float64",
-        ),
-        (lambda t, X, y: (t, X.astype(np.float32), y), TypeError, r"X has dtype float32"),
-        (lambda t, X, y: (t, X[:, :-1], y), ValueError, r"X must have shape"),
-        (lambda t, X, y: (t, X[:0], y[:0]), ValueError, r"X is empty"),
-        (lambda t, X, y: (t, np.asfortranarray(X), y), ValueError, r"X must be C-contiguous"),
-        (lambda t, X, y: (t, X, y[:-1]), ValueError, r"y must have shape"),
-        (lambda t, X, y: (t, X, y + 10), ValueError, r"outside \[0"),
-        (lambda t, X, y: (t, X, y - 10), ValueError, r"outside \[0"),
-        (lambda t, X, y: (t, X, y.astype(float)), TypeError, r"integer class labels"),
-        (lambda t, X, y: (t, np.where(X > 0.5, np.nan, X), y), ValueError, r"X contains NaN"),
-        (lambda t, X, y: (np.full_like(t, np.inf), X, y), ValueError, r"theta contains NaN or inf"),
-        (lambda t, X, y: (t, X.tolist(), y), TypeError, r"X must be a NumPy array"),
-    ],
-    ids=[
-        "theta-shape",
-        "theta-dtype",
-        "dtype-mix",
-        "X-shape",
-        "empty",
-        "non-contiguous",
-        "y-length",
-        "label-high",
-        "label-negative",
-        "float-labels",
-        "nan-X",
-        "inf-theta",
-        "list",
-    ],
+    "mutate, error, match", bad_inputs("float-labels", "nan-X", "inf-theta", "list")
 )
 def test_bad_input_is_refused(model, backend, mutate, error, match):
     theta, X, y = make_problem(model)
