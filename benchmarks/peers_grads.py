@@ -165,6 +165,16 @@ def _torch_func(kind, model, theta, X, y, want):
     return make
 
 
+def _torch_answer(kind, model, net, out):
+    """What a torch runner's ``step()`` returned, in the form of sgdcore's answer: the
+    flat per-example gradient rows, the squared norms, or ``tr F``."""
+    if kind == "grads":
+        return _flat_rows(model, _param_rows(net, model, [b.detach() for b in out]))
+    if kind == "norms":
+        return out.detach().numpy()
+    return out[1]
+
+
 def _backpack(kind, model, theta, X, y, want):
     def make():
         from backpack import backpack, extend
@@ -192,13 +202,7 @@ def _backpack(kind, model, theta, X, y, want):
                 tr = float(sum(p.variance.sum() for p in ps))
             return [p.grad for p in ps], tr, tr / gsq
 
-        out = step()
-        if kind == "grads":
-            got = _flat_rows(model, _param_rows(net, model, [b.detach() for b in out]))
-        elif kind == "norms":
-            got = out.detach().numpy()
-        else:
-            got = out[1]
+        got = _torch_answer(kind, model, net, step())
         _agree(f"BackPACK {ext.__name__}", got, want, _tol(theta))
         return step
 
@@ -235,13 +239,7 @@ def _opacus(kind, model, theta, X, y, want):
             tr = float(sq.mean()) - gsq
             return [p.grad for p in ps], tr, tr / gsq
 
-        out = step()
-        if kind == "grads":
-            got = _flat_rows(model, _param_rows(net, model, [b.detach() for b in out]))
-        elif kind == "norms":
-            got = out.detach().numpy()
-        else:
-            got = out[1]
+        got = _torch_answer(kind, model, net, step())
         _agree("Opacus", got, want, _tol(theta))
         return step
 
@@ -313,6 +311,20 @@ def _tol(theta):
 # ---------------------------------------------------------------------- workloads
 
 
+def _grads_runners(model, theta, X, y) -> dict:
+    """Every runner of the materialised per-example gradients, checked against NumPy's."""
+    import sgdcore
+
+    want = sgdcore.per_example_grads(model, theta, X, y, backend="numpy")
+    runners = {f"sgdcore-{b}": _sg_grads(b, model, theta, X, y) for b in USABLE}
+    runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", model, theta, X, y, fresh=True)
+    runners["torch.func vmap(grad)"] = _torch_func("grads", model, theta, X, y, want)
+    runners["BackPACK BatchGrad"] = _backpack("grads", model, theta, X, y, want)
+    runners["Opacus GradSampleModule"] = _opacus("grads", model, theta, X, y, want)
+    runners["JAX jit(vmap(grad))"] = _jax("grads", model, theta, X, y, want)
+    return runners
+
+
 def workloads(quick: bool):
     import sgdcore
     from sgdcore.models import MLP, LogisticRegression
@@ -326,14 +338,7 @@ def workloads(quick: bool):
     # 1. materialised per-example gradients, MLP, B = 128
     n = 32 if quick else 128
     X, y = mnist_like(n)
-    want = sgdcore.per_example_grads(mlp, theta, X, y, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_grads(b, mlp, theta, X, y) for b in USABLE}
-    runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", mlp, theta, X, y, fresh=True)
-    runners["torch.func vmap(grad)"] = _torch_func("grads", mlp, theta, X, y, want)
-    runners["BackPACK BatchGrad"] = _backpack("grads", mlp, theta, X, y, want)
-    runners["Opacus GradSampleModule"] = _opacus("grads", mlp, theta, X, y, want)
-    runners["JAX jit(vmap(grad))"] = _jax("grads", mlp, theta, X, y, want)
-    del want
+    runners = _grads_runners(mlp, theta, X, y)
     flops = 2.0 * n * (D * H + 2 * H * C)
     out.append(
         Workload(
@@ -389,13 +394,7 @@ def workloads(quick: bool):
     n = 2000 if quick else 10_000
     X, y = mnist_like(n, 2, np.float64)
     th = logi.init(0, np.float64)
-    want = sgdcore.per_example_grads(logi, th, X, y, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_grads(b, logi, th, X, y) for b in USABLE}
-    runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", logi, th, X, y, fresh=True)
-    runners["torch.func vmap(grad)"] = _torch_func("grads", logi, th, X, y, want)
-    runners["BackPACK BatchGrad"] = _backpack("grads", logi, th, X, y, want)
-    runners["Opacus GradSampleModule"] = _opacus("grads", logi, th, X, y, want)
-    runners["JAX jit(vmap(grad))"] = _jax("grads", logi, th, X, y, want)
+    runners = _grads_runners(logi, th, X, y)
     out.append(
         Workload(
             f"logistic per-example gradients, N={n}, float64",
