@@ -364,8 +364,14 @@ def _sgdcore_path(model, X, y, lams):
     return make
 
 
-def _import_laplace_torch():
-    """laplace-torch, hiding a torchvision build that does not match torch."""
+def import_laplace_torch():
+    """laplace-torch, hiding a torchvision build that does not match torch.
+
+    A torchvision build that does not match torch (e.g. a CUDA wheel beside torch+cpu)
+    fails on import, and torchmetrics (which laplace-torch imports) imports it whenever
+    it is installed: torchmetrics is made to treat it as absent. ImportError when
+    laplace-torch is not installed.
+    """
     try:
         import torchvision  # noqa: F401
     except ImportError:
@@ -394,7 +400,7 @@ def _import_laplace_torch():
 def _laplace_torch_path(X, y, lams):
     def make():
         torch = _torch()
-        laplace = _import_laplace_torch()
+        laplace = import_laplace_torch()
         from laplace.curvature import CurvlinopsHessian
 
         Xt, yt = torch.from_numpy(X), torch.from_numpy(y)

@@ -4,6 +4,8 @@ oracle and (where installed) laplace-torch; the regularisation path."""
 from __future__ import annotations
 
 import doctest
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from conftest import make_problem
 import sgdcore
 from sgdcore import evidence, reference
 from sgdcore.models import MLP, LogisticRegression
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _logistic_data(n, d=1, seed=0, n_classes=2):
@@ -229,32 +233,17 @@ def test_laplace_errors():
 
 
 def _import_laplace_torch():
+    """laplace-torch as the peer benchmarks import it, or a skip where it is missing."""
     pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT))
     try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        pass
-    except Exception:
-        # A torchvision build that does not match torch (e.g. a CUDA wheel beside
-        # torch+cpu) fails on import, and torchmetrics (which laplace-torch imports)
-        # imports it whenever it is installed: have torchmetrics treat it as absent.
-        try:
-            from lightning_utilities.core.imports import RequirementCache
-        except ImportError:
-            pytest.skip("laplace-torch is not installed")
-        orig = RequirementCache._check_requirement
-
-        def check(self):
-            orig(self)
-            if self.requirement == "torchvision":
-                self.available = False
-
-        RequirementCache._check_requirement = check
-        try:
-            return pytest.importorskip("laplace")
-        finally:
-            RequirementCache._check_requirement = orig
-    return pytest.importorskip("laplace")
+        from benchmarks.peers_curvature import import_laplace_torch
+    finally:
+        sys.path.remove(str(ROOT))
+    try:
+        return import_laplace_torch()
+    except ImportError as exc:
+        pytest.skip(f"laplace-torch cannot be imported: {exc}")
 
 
 class _ZeroFirstLogit:
