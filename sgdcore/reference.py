@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import check_int
+
 __all__ = [
     "accuracy",
     "ggn",
@@ -556,10 +558,7 @@ def minibatch_cov_trace(trace_cov, n, batch_size) -> float:
     -------
     float
     """
-    for name, value in (("n", n), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    n, batch_size = int(n), int(batch_size)
+    n, batch_size = check_int("n", n), check_int("batch_size", batch_size)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 1 <= batch_size <= n:

@@ -67,14 +67,6 @@ COLUMNS = [
 ]
 
 
-def _int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _per_model(name: str, value, K: int, *, lo: float, hi: float | None = None) -> np.ndarray:
     """Broadcast a scalar or length-K sequence to float64 [K], checking its range."""
     try:
@@ -120,7 +112,7 @@ def _eval_schedule(steps: int, eval_every, eval_steps) -> np.ndarray:
         return np.unique(es).astype(np.int64)
     if eval_every is None:
         return np.unique(np.array([0, steps], dtype=np.int64))
-    every = _int("eval_every", eval_every, 1)
+    every = v.check_int("eval_every", eval_every, 1)
     return np.unique(np.append(np.arange(0, steps + 1, every), steps)).astype(np.int64)
 
 
@@ -138,7 +130,7 @@ def _n_train(n_train, K: int, N: int, B: int) -> np.ndarray:
     else:
         if np.ndim(n_train) != 1 or len(n_train) != K:
             raise ValueError(f"n_train must be None or a sequence of {K} integers")
-        out = np.array([_int("n_train", n, 1) for n in n_train], dtype=np.int64)
+        out = np.array([v.check_int("n_train", n, 1) for n in n_train], dtype=np.int64)
     if out.max() > N:
         raise ValueError(f"n_train = {out.max()} exceeds the {N} training examples")
     if out.max() > _MAX_N:
@@ -164,7 +156,7 @@ def _labels(model, y: np.ndarray, label_seeds, K: int) -> tuple[np.ndarray, np.n
         if s is None:
             Y[k] = y
         else:
-            col[k] = _int("label_seeds entry", s, 0)
+            col[k] = v.check_int("label_seeds entry", s, 0)
             Y[k] = randomize_labels(y, int(s), n_classes=model.n_classes)
     return Y, col
 
@@ -325,8 +317,8 @@ def train(
     X, y = _data(model, train, "train", dtype)
     Xte, yte = _data(model, test, "test", dtype)
     N = X.shape[0]
-    B = _int("batch_size", batch_size, 1)
-    steps = _int("steps", steps, 0)
+    B = v.check_int("batch_size", batch_size, 1)
+    steps = v.check_int("steps", steps, 0)
     seeds_arr = _seeds(seeds)
     K = seeds_arr.shape[0]
     lr_ = _per_model("lr", lr, K, lo=0.0)
