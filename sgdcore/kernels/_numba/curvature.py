@@ -40,7 +40,7 @@ def _output_curvature(Pm, R, kind):
     for i in range(n):
         if kind == KIND_LOGISTIC_BINARY:
             for j in range(K):  # R holds k directions of the single output
-                R[i, j] *= Pm[i, 0] * (1.0 - Pm[i, 0])
+                R[i, j] *= output_hessian(Pm[i, 0], Pm[i, 0], True)
             continue
         pr = 0.0
         for c in range(K):

@@ -42,7 +42,7 @@ def probabilities(model, Z):
 def output_curvature(model, Pm, R):
     """``R <- d2CE/dz2 R`` row by row (``p (1 - p) r`` or ``p * (r - p . r)``)."""
     if model.kind == "logistic_binary":
-        R *= Pm * (1 - Pm)
+        R *= output_hessian(Pm, Pm, True)
         return R
     R -= np.sum(Pm * R, axis=1, keepdims=True)
     R *= Pm
@@ -72,7 +72,7 @@ def _products(model, theta, X, y, Vt, out, state, exact):
         if model.kind == "logistic_binary":
             D = model.n_features
             Rz = Xc @ Vt[:, :D].T + Vt[:, D]  # [n, k]
-            Rz *= Pm * (1 - Pm)
+            Rz *= output_hessian(Pm, Pm, True)
             out[:, :D] += Rz.T @ Xc
             out[:, D] += Rz.sum(axis=0)
             continue
