@@ -37,7 +37,8 @@ class _CurvatureOperator(LinearOperator):
     ):
         chk.check_reduction(reduction)
         self.l2 = chk.check_l2(l2)
-        #: Whether products given NumPy vectors answer with NumPy (data given on the host).
+        #: Whether the data came as CuPy arrays (then Lanczos's eigenvectors are CuPy
+        #: arrays too; NumPy data for a GPU backend gets NumPy eigenvectors).
         self.returns_device = check_side(theta=theta, X=X, y=y)
         if not self.returns_device and is_gpu(backend):
             # NumPy data for a GPU backend: to the device once, for every product
@@ -71,10 +72,17 @@ class _CurvatureOperator(LinearOperator):
         self.n_products += Vt.shape[0]
         return out
 
+    def _check_vectors(self, x) -> None:
+        """Raise unless the CuPy array ``x`` has shape (P,) or (P, k), on this device."""
+        P = self.shape[0]
+        if x.ndim not in (1, 2) or x.shape[0] != P:
+            raise ValueError(f"x must have shape ({P},) or ({P}, k), got {x.shape}")
+        check_current_device("x", x)  # (any layout: x^T is copied to C order below)
+
     def _device_matmat(self, V):
         """``A V`` for a CuPy array ``V [P, k]`` (cast to the operator's dtype), on the GPU."""
+        self._check_vectors(V)
         xp = namespace(self.theta)
-        check_current_device("V", V)  # (any layout: V^T is copied to C order below)
         return self._products(xp.ascontiguousarray(V.T, dtype=self.dtype)).T
 
     def _matmat(self, V):
@@ -87,6 +95,7 @@ class _CurvatureOperator(LinearOperator):
     def dot(self, x):
         """``A x`` (``A @ x``): CuPy in gives CuPy out, computed on the GPU."""
         if on_device(x):
+            self._check_vectors(x)
             return self._device_matmat(x.reshape(x.shape[0], -1)).reshape(x.shape)
         return super().dot(x)
 

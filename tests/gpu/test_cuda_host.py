@@ -550,8 +550,10 @@ def test_bad_device_arguments_are_named_at_the_public_api(fake_gpu):
     with pytest.raises(ValueError, match="^X is a NumPy array but theta is a CuPy array"):
         sgdcore.curvature.HessianOperator(net, td, X, y)
     op = sgdcore.curvature.HessianOperator(net, td, Xd, yd)
-    with pytest.raises(ValueError, match="^V lives on GPU 1"):
+    with pytest.raises(ValueError, match="^x lives on GPU 1"):
         op @ _dev(v, dev_id=1)
+    with pytest.raises(ValueError, match=rf"^x must have shape \({net.n_params},\) or"):
+        op @ _dev(v[1:])
     with sys.modules["cupy"].cuda.Device(1):
         with pytest.raises(ValueError, match="^theta lives on GPU 0 but the current device"):
             sgdcore.loss(net, td, Xd, yd)
