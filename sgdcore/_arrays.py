@@ -93,6 +93,8 @@ def check_side(**named) -> bool:
         When NumPy and CuPy arrays are mixed, or a CuPy array is on another device or
         not C-contiguous; the message names the argument.
     """
+    if _cupy() is None:  # no CuPy array can exist
+        return False
     host = [k for k, a in named.items() if isinstance(a, np.ndarray) and not on_device(a)]
     device = [k for k, a in named.items() if on_device(a)]
     if host and device:
@@ -139,10 +141,15 @@ def to_host(value, out=None):
     return value
 
 
-def _gpu_backend(backend) -> bool:
-    from ._backend import is_gpu
+@functools.cache
+def _registry():
+    from . import _backend  # (imported late: it imports this module)
 
-    return is_gpu(backend)
+    return _backend
+
+
+def _gpu_backend(backend) -> bool:
+    return _registry().is_gpu(backend)
 
 
 def accepts_device(*names: str):
@@ -156,17 +163,24 @@ def accepts_device(*names: str):
 
     def deco(fn):
         sig = inspect.signature(fn)
+        position = {k: i for i, k in enumerate(sig.parameters)}
+        default_backend = sig.parameters["backend"].default
+
+        def argument(name, args, kwargs, default=None):
+            # (cheaper than sig.bind on the common path, where nothing moves)
+            if name in kwargs:
+                return kwargs[name]
+            i = position[name]
+            return args[i] if i < len(args) else default
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            bound = sig.bind(*args, **kwargs)
-            given = {k: bound.arguments.get(k) for k in names}
-            backend = bound.arguments.get("backend", "auto")
+            given = {k: argument(k, args, kwargs) for k in names}
+            backend = argument("backend", args, kwargs, default_backend)
             if check_side(**given) or not _gpu_backend(backend):
                 return fn(*args, **kwargs)
-            from ._backend import resolve
-
-            resolve(backend)  # a missing GPU backend says so, and how to get it
+            _registry().resolve(backend)  # a missing GPU backend says so, and how to get it
+            bound = sig.bind(*args, **kwargs)
             out = given.pop("out", None)
             for k, a in given.items():
                 if isinstance(a, np.ndarray):
