@@ -86,3 +86,40 @@ class GpuHvp:
     def time_hvp(self, dtype, case):
         self.curvature.hvp(self.model, self.theta, self.X, self.y, self.V, self.out)
         self.cp.cuda.Device().synchronize()
+
+
+class GpuTopEigenvalues:
+    """Top-10 eigenvalues of the MLP's Hessian at N = 10,000 (operator and Lanczos on the
+    device, relative residual 1e-4)."""
+
+    params = (DTYPES,)
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        require("cuda")
+        from sgdcore import curvature
+
+        self.curvature, self.model = curvature, MLP(*MLP_SHAPE)
+        self.cp, self.theta, self.X, self.y, _ = _device(self.model, 10_000, dtype)
+        self.time_top10(dtype)
+
+    def time_top10(self, dtype):
+        op = self.curvature.HessianOperator(self.model, self.theta, self.X, self.y)
+        self.curvature.top_eigenvalues(op, 10, tol=1e-4)
+
+
+class GpuEvidencePath:
+    """Laplace evidence of binary logistic regression (784 inputs, float64) at 20 values
+    of lambda with N = 10,000, Cholesky on the device."""
+
+    def setup(self):
+        require("cuda")
+        from sgdcore import evidence
+
+        self.evidence, self.model = evidence, LogisticRegression(784)
+        self.cp, _, self.X, self.y, _ = _device(self.model, 10_000, "float64", 2)
+        self.lams = np.geomspace(1e-2, 1e2, 20)
+        self.time_path()
+
+    def time_path(self):
+        self.evidence.evidence_path(self.model, self.X, self.y, self.lams)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _blas
+from ._arrays import on_device
 from .kernels import contracts
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "backends_with",
     "flags",
     "get_kernel",
+    "is_gpu",
     "register",
     "registry",
     "resolve",
@@ -240,7 +242,17 @@ def flags(kind: str, quantity: str, backend: str) -> frozenset:
 
 
 def _on_gpu(arrays) -> bool:
-    return any(type(a).__module__.split(".")[0] == "cupy" for a in arrays)
+    return any(on_device(a) for a in arrays)
+
+
+def is_gpu(backend: str) -> bool:
+    """Whether ``backend`` (``"auto"`` read through ``SGDCORE_BACKEND``) names a backend
+    whose kernels take arrays that live on a GPU.
+    """
+    if backend == "auto":
+        backend = os.environ.get("SGDCORE_BACKEND", "auto") or "auto"
+    probe = _PROBES.get(backend) if isinstance(backend, str) else None
+    return probe is not None and probe.gpu
 
 
 def resolve(

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._arrays import namespace, on_device
+
 if TYPE_CHECKING:  # models imports this module for check_int
     from .models import Model
 
@@ -20,8 +22,9 @@ REDUCTIONS = ("sum", "mean")
 
 
 def _array(name: str, a) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    """``a`` if it is a NumPy or CuPy array (:mod:`sgdcore._arrays`), else TypeError."""
+    if not (isinstance(a, np.ndarray) or on_device(a)):
+        raise TypeError(f"{name} must be a NumPy array (or a CuPy array), got {type(a).__name__}")
     return a
 
 
@@ -110,7 +113,7 @@ def check_y(model: Model, y, n: int) -> np.ndarray:
     if n and (y.min() < 0 or y.max() >= model.n_classes):
         bad = int(y.min()) if y.min() < 0 else int(y.max())
         raise ValueError(f"y holds label {bad}, outside [0, {model.n_classes})")
-    return np.ascontiguousarray(y, dtype=np.int64)
+    return namespace(y).ascontiguousarray(y, dtype=np.int64)
 
 
 def check_reduction(reduction: str) -> str:
@@ -126,16 +129,21 @@ def check_l2(l2) -> float:
     return l2
 
 
-def check_out(out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
-    """Return ``out`` checked, or a new array when ``out`` is None."""
+def check_out(
+    out, shape: tuple[int, ...], dtype: np.dtype, name: str = "out", like=None
+) -> np.ndarray:
+    """Return ``out`` checked, or a new array when ``out`` is None (on the side of
+    ``like``: a CuPy array for a CuPy ``like``).
+    """
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return namespace(like).empty(shape, dtype=dtype)
     out = _array(name, out)
     if out.shape != shape or out.dtype != dtype:
         raise ValueError(
             f"{name} must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}"
         )
-    if not out.flags.c_contiguous or not out.flags.writeable:
+    # (CuPy arrays are always writable and have no `writeable` flag)
+    if not out.flags.c_contiguous or not getattr(out.flags, "writeable", True):
         raise ValueError(f"{name} must be C-contiguous and writable")
     return out
 

@@ -46,7 +46,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg as sl
 
+from . import _cholesky
 from . import _validate as chk
+from ._arrays import check_side, namespace, on_device, to_device, to_host
+from ._backend import is_gpu, resolve
 from ._blas import cores, norm, one_blas_thread
 from .curvature import ConvergenceError, HessianOperator, hessian, slq
 from .losses import loss_and_grad
@@ -178,19 +181,29 @@ class LaplaceResult:
 # ------------------------------------------------------------------------ helpers
 
 
-def _as_float64(model, X, y, check_finite):
-    """``(X, y)`` checked, with ``X`` in float64 (a copy only when needed)."""
+def _as_float64(model, X, y, check_finite, backend="auto"):
+    """``(X, y)`` checked, with ``X`` in float64 (a copy only when needed).
+
+    CuPy arrays stay on the GPU; NumPy arrays for a GPU backend are copied there (once
+    per public call: the fits and evidences of a path share the copy). The fits then
+    keep their ``P``-vectors on the host and do the data passes and the ``P x P``
+    algebra (Hessian, Cholesky) on the device.
+    """
     chk.check_model(model)
-    if not isinstance(X, np.ndarray):
-        raise TypeError(f"X must be a NumPy array, got {type(X).__name__}")
+    check_side(X=X, y=y)
+    X = chk._array("X", X)
     if X.dtype not in chk.FLOATS:
         raise TypeError(f"X must be float32 or float64, got {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    if not on_device(X) and is_gpu(backend):
+        resolve(backend)
+        X, y = to_device(X), to_device(y)
+    X = namespace(X).ascontiguousarray(X, dtype=np.float64)
     chk.check_X(model, X, np.dtype(np.float64), finite=check_finite)
     return X, chk.check_y(model, y, X.shape[0])
 
 
 def _theta64(model, theta, name="theta"):
+    theta = to_host(theta)  # the fits keep their P-vectors on the host
     if not isinstance(theta, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array, got {type(theta).__name__}")
     if theta.shape != (model.n_params,):
@@ -213,14 +226,14 @@ def _reduction(model, X):
     is exact and cheaper. Returns ``(model_r, X_r, index)`` with ``index`` the
     positions of the reduced parameters in ``theta``, or None when every column is used.
     """
-    active = np.flatnonzero(np.any(X != 0, axis=0))
+    active = np.flatnonzero(to_host(namespace(X).any(X != 0, axis=0)))
     D, K = model.n_features, model.n_outputs
     if active.size == D:
         return None
     if active.size == 0:
         active = np.array([0])
     index = np.concatenate([c * D + active for c in range(K)] + [K * D + np.arange(K)])
-    X_r = np.ascontiguousarray(X[:, active])
+    X_r = namespace(X).ascontiguousarray(X[:, to_device(active) if on_device(X) else active])
     return LogisticRegression(int(active.size), model.n_classes), X_r, index
 
 
@@ -228,8 +241,21 @@ def _norm(x) -> float:
     return norm(x)
 
 
+def _on_side(theta, X):
+    """``theta`` where ``X`` lives (the fits keep theta on the host)."""
+    return to_device(theta) if on_device(X) else theta
+
+
 def _cost_grad(model, theta, X, y, l2, backend):
-    return loss_and_grad(model, theta, X, y, l2=l2, backend=backend, check_finite=False)
+    c, g = loss_and_grad(
+        model, _on_side(theta, X), X, y, l2=l2, backend=backend, check_finite=False
+    )
+    return c, to_host(g)
+
+
+def _hessian(model, theta, X, y, l2, backend):
+    """The dense Hessian, on the side of ``X``."""
+    return hessian(model, _on_side(theta, X), X, y, l2=l2, backend=backend, check_finite=False)
 
 
 # ------------------------------------------------------------------------ fit_map
@@ -292,7 +318,7 @@ def fit_map(
         fit classifies every example correctly while its weights grow without bound).
     """
     l2 = chk.check_l2(l2)
-    X, y = _as_float64(model, X, y, check_finite)
+    X, y = _as_float64(model, X, y, check_finite, backend)
     if method == "auto":
         method = "lbfgs" if model.kind == "mlp" else "newton"
     if method not in ("newton", "lbfgs"):
@@ -359,6 +385,7 @@ def _newton(model, X, y, l2, theta0, gtol, max_iter, backend):
 
 def _separates(model, theta, X, y):
     """Whether ``theta`` classifies every example correctly with a strict margin."""
+    X, y = to_host(X), to_host(y)  # (only with l2 = 0, once per fit)
     p = model.unflatten(theta)
     if model.kind == "logistic_binary":
         z = X @ p["w"] + p["b"][0]
@@ -381,21 +408,21 @@ def _newton_core(model, X, y, l2, theta0, gtol, max_iter, backend):
         cost, grad = _cost_grad(model, theta, X, y, l2, backend)
     tol = gtol * scale
     for it in range(max_iter + 1):
-        H = hessian(model, theta, X, y, l2=l2, backend=backend, check_finite=False)
+        H = _hessian(model, theta, X, y, l2, backend)
         gnorm = _norm(grad)
         if gnorm <= tol:
             try:
-                factor = sl.cho_factor(H, lower=True, check_finite=False)
+                factor = _cholesky.factor(H)
             except np.linalg.LinAlgError:
                 factor = None
             return theta, float(cost), gnorm, scale, it, factor
         if it == max_iter:
             break
         try:
-            d = -sl.cho_solve(sl.cho_factor(H, lower=True, check_finite=False), grad)
+            d = -_cholesky.solve(_cholesky.factor(H), grad)
         except np.linalg.LinAlgError:
             # Singular Hessian (l2 = 0): the minimum-norm step.
-            d = -sl.lstsq(H, grad, check_finite=False)[0]
+            d = -_cholesky.lstsq(H, grad)
         slope = float(np.einsum("i,i->", grad, d))
         if not slope < 0:
             d, slope = -grad, -(gnorm**2)
@@ -496,22 +523,26 @@ def _dense_occam(model, theta, X, y, l2, method, fit, backend):
         ):
             factor = None
     if factor is None:
-        H = hessian(model_r, theta_r, X_r, y, l2=l2, backend=backend, check_finite=False)
+        H = _hessian(model_r, theta_r, X_r, y, l2, backend)
     if method == "cholesky":
         try:
             if factor is None:
-                factor = sl.cho_factor(H, lower=True, check_finite=False)
+                factor = _cholesky.factor(H)
         except np.linalg.LinAlgError:
             raise ValueError(
                 "laplace: the Hessian is not positive definite at theta (not a minimum?); "
                 "use method='eigh', which applies the paper's rule lambda_i >= l2"
             ) from None
-        logdet = 2.0 * float(np.sum(np.log(np.diag(factor[0]))))
+        logdet = _cholesky.logdet(factor)
         # Logistic regression: every eigenvalue >= l2, nothing to exclude. MLP: the full
         # log-determinant, without the rule; how many fall below l2 is not known here.
         excluded = 0 if model.kind != "mlp" else float("nan")
         return 0.5 * (logdet - model_r.n_params * np.log(l2)), excluded, None
-    ev = sl.eigvalsh(H, check_finite=False)
+    ev = (
+        to_host(namespace(H).linalg.eigvalsh(H))
+        if on_device(H)
+        else sl.eigvalsh(H, check_finite=False)
+    )
     if index is not None:  # the inactive parameters' eigenvalues are exactly l2
         ev = np.sort(np.concatenate([ev, np.full(P - index.size, l2)]))
     occam, n_excluded = _occam_from_eigenvalues(ev, l2)
@@ -586,7 +617,7 @@ def laplace(
     l2 = chk.check_l2(l2)
     if l2 <= 0:
         raise ValueError("laplace needs l2 > 0: the Gaussian prior of precision l2 is improper")
-    X, y = _as_float64(model, X, y, check_finite)
+    X, y = _as_float64(model, X, y, check_finite, backend)
     fit = None
     if isinstance(theta_map, MapFit):
         fit = theta_map
@@ -610,7 +641,9 @@ def laplace(
     std_error, eigenvalues, n_excluded = 0.0, None, 0
 
     if method == "slq":
-        op = HessianOperator(model, theta, X, y, l2=l2, backend=backend, check_finite=False)
+        op = HessianOperator(
+            model, _on_side(theta, X), X, y, l2=l2, backend=backend, check_finite=False
+        )
         est, below = slq(
             op,
             (
@@ -763,10 +796,12 @@ def evidence_path(
     lams = np.asarray(l2_values, dtype=np.float64).reshape(-1)
     if lams.size == 0 or not np.all(np.isfinite(lams)) or np.any(lams <= 0):
         raise ValueError(f"l2_values must be finite and > 0, got {l2_values!r}")
-    X, y = _as_float64(model, X, y, True)
+    X, y = _as_float64(model, X, y, True, backend)
     order = np.argsort(-lams, kind="stable")
     results: list[LaplaceResult | None] = [None] * lams.size
-    if model.n_params > SINGLE_THREAD_MAX_PARAMS:  # BLAS threads share each fit
+    if model.n_params > SINGLE_THREAD_MAX_PARAMS or on_device(X):
+        # BLAS threads share each fit; or the GPU does the work (one chain, the caller's
+        # thread, whose current device and stream hold the data)
         _path(model, X, y, lams, order, results, gtol, max_iter, backend)
         return results
     # Small problems: BLAS on one thread and the path cut into one contiguous chain per
@@ -816,7 +851,7 @@ def _predict(prev, before, lam):
     factor, index = prev.fit._factor
     sub = (lambda t: t) if index is None else (lambda t: t[index])
     th = sub(prev.theta)
-    tangent = -prev.l2 * sl.cho_solve(factor, th, check_finite=False)
+    tangent = -prev.l2 * _cholesky.solve(factor, th)
     h = np.log(lam) - np.log(prev.l2)
     step = h * tangent
     if before is not None:

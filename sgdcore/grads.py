@@ -39,8 +39,8 @@ import os
 import numpy as np
 
 from . import _validate as chk
+from ._arrays import accepts_device, check_side, namespace, sqnorm, to_device, to_host
 from ._backend import flags, get_kernel
-from ._blas import sqnorm
 
 __all__ = [
     "GRAM_MAX_N",
@@ -144,7 +144,7 @@ def _slices(n: int, rows: int):
 
 
 def _sqnorm(a: np.ndarray) -> float:
-    """``|a|^2`` accumulated in float64 (no float64 copy of ``a``)."""
+    """``|a|^2`` accumulated in float64 (no float64 copy of ``a``; NumPy or CuPy)."""
     return sqnorm(a)
 
 
@@ -159,6 +159,7 @@ def _check_int(name: str, value, low: int, high: int | None = None) -> int:
 # ------------------------------------------------------------- per-example gradients
 
 
+@accepts_device("theta", "X", "y", "out")
 def per_example_grads(
     model,
     theta,
@@ -254,7 +255,7 @@ def per_example_grads(
         if out is None:
             what = f"per_example_grads for N={N} x P={P} {dtype}"
             _within_budget(what, N * P * dtype.itemsize, max_bytes, advice)
-        out = chk.check_out(out, (N, P), dtype)
+        out = chk.check_out(out, (N, P), dtype, like=theta)
         finite = True
         for sl in _slices(N, _chunk_rows(model)):
             finite &= kernel(model, theta, X[sl], y[sl], out[sl]) is not False
@@ -271,7 +272,7 @@ def per_example_grads(
         what = f"one block of per_example_grads ({rows} x P={P} {dtype})"
         _within_budget(what, rows * P * dtype.itemsize, max_bytes, "Use a smaller chunk_size.")
     else:
-        out = chk.check_out(out, (rows, P), dtype)
+        out = chk.check_out(out, (rows, P), dtype, like=theta)
     return _blocks(kernel, model, theta, X, y, rows, out)
 
 
@@ -279,11 +280,12 @@ def _blocks(kernel, model, theta, X, y, rows, out):
     N, P = X.shape[0], model.n_params
     for s in range(0, N, rows):
         n = min(rows, N - s)
-        block = np.empty((n, P), dtype=theta.dtype) if out is None else out[:n]
+        block = namespace(theta).empty((n, P), dtype=theta.dtype) if out is None else out[:n]
         kernel(model, theta, X[s : s + n], y[s : s + n], block)
         yield s, block
 
 
+@accepts_device("theta", "X", "y", "out")
 def per_example_grad_norms(
     model, theta, X, y, *, squared=False, out=None, backend="auto", check_finite=True
 ):
@@ -327,11 +329,11 @@ def per_example_grad_norms(
     """
     theta, X, y = chk.check_data(model, theta, X, y, finite=check_finite)
     _, kernel = get_kernel(model, "per_example_grad_norms", backend, (theta, X))
-    out = chk.check_out(out, (X.shape[0],), theta.dtype)
+    out = chk.check_out(out, (X.shape[0],), theta.dtype, like=theta)
     for sl in _slices(X.shape[0], _chunk_rows(model)):
         kernel(model, theta, X[sl], y[sl], out[sl])
     if not squared:
-        np.sqrt(out, out=out)
+        namespace(out).sqrt(out, out=out)
     return out
 
 
@@ -468,15 +470,17 @@ class GradientNoise:
     def update(self, X, y) -> GradientNoise:
         """Add the examples ``(X [n, D], y [n])``; returns ``self``."""
         model, theta = self.model, self.theta
+        check_side(theta=theta, X=X, y=y)
         X = chk.check_X(model, X, theta.dtype, finite=self.check_finite)
         y = chk.check_y(model, y, X.shape[0])
         _, kernel = get_kernel(model, "gradient_noise", self.backend, (theta, X))
+        xp = namespace(theta)
         for sl in _slices(X.shape[0], _chunk_rows(model)):
             n = sl.stop - sl.start
-            s = np.empty_like(theta)
-            q = np.empty(n, dtype=theta.dtype)
+            s = xp.empty_like(theta)
+            q = xp.empty(n, dtype=theta.dtype)
             ssq = kernel(model, theta, X[sl], y[sl], s, q)
-            self._merge(s, ssq, float(np.sum(q, dtype=np.float64)), n)
+            self._merge(s, ssq, float(xp.sum(q, dtype=np.float64)), n)
         if self.keep_data:
             self._chunks.append((X, y))
         return self
@@ -488,9 +492,7 @@ class GradientNoise:
             self._sum, self._sum_sq, self._m2, self._n = s, ssq, m2, n
             return
         na = self._n
-        diff = self._sum * np.asarray(1.0 / na, dtype=s.dtype) - s * np.asarray(
-            1.0 / n, dtype=s.dtype
-        )
+        diff = self._sum * s.dtype.type(1.0 / na) - s * s.dtype.type(1.0 / n)
         self._m2 += m2 + na * n / (na + n) * _sqnorm(diff)
         self._sum += s
         self._sum_sq = None  # |sum|^2, recomputed when asked for
@@ -501,7 +503,7 @@ class GradientNoise:
         if self._n == 0:
             raise ValueError("no examples yet: call update(X, y) at least once")
         n = self._n
-        mean = self._sum * np.asarray(1.0 / n, dtype=self._sum.dtype)
+        mean = self._sum * self._sum.dtype.type(1.0 / n)
         trace = max(self._m2, 0.0) / n
         if self._sum_sq is None:
             self._sum_sq = _sqnorm(self._sum)
@@ -544,6 +546,7 @@ class GradientNoiseResult:
 
     __slots__ = (
         "_chunks",
+        "_device",
         "_model",
         "_theta",
         "b_simple",
@@ -566,6 +569,26 @@ class GradientNoiseResult:
         self._model = model
         self._theta = theta
         self._chunks = chunks
+        self._device = None  # the result on the GPU that this host copy stands for
+
+    def to_host(self) -> GradientNoiseResult:
+        """The result with NumPy arrays, for a caller who passed NumPy arrays to a GPU
+        backend: :meth:`cov_matvec` and :meth:`top_eigenvalues` still run on the GPU, over
+        the data kept there, and answer with NumPy arrays.
+        """
+        host = GradientNoiseResult(
+            mean_grad=to_host(self.mean_grad),
+            trace_cov=self.trace_cov,
+            grad_norm_sq=self.grad_norm_sq,
+            b_simple=self.b_simple,
+            n=self.n,
+            model=self._model,
+            theta=self._theta,
+            backend=self.backend,
+            chunks=self._chunks,
+        )
+        host._device = self
+        return host
 
     def __repr__(self) -> str:
         return (
@@ -631,48 +654,53 @@ class GradientNoiseResult:
         -------
         ndarray, shape of ``v``, theta's dtype
         """
+        if self._device is not None:
+            return to_host(self._device.cov_matvec(to_device(v)))
         model, theta = self._model, self._theta
         P, dtype = model.n_params, theta.dtype
         V = chk._array("v", v)
+        check_side(theta=theta, v=V)
+        xp = namespace(theta)
         if V.dtype != dtype:
             raise TypeError(f"v has dtype {V.dtype} but theta has dtype {dtype}; cast v")
         if not (V.ndim == 1 and V.shape == (P,)) and not (V.ndim == 2 and V.shape[0] == P):
             raise ValueError(f"v must have shape ({P},) or ({P}, k), got {V.shape}")
         if V.ndim == 2 and V.shape[1] == 0:
-            return np.empty((P, 0), dtype=dtype)
+            return xp.empty((P, 0), dtype=dtype)
         chk.check_finite("v", V)
         chunks = self._data("cov_matvec")
-        Vt = np.ascontiguousarray(V.reshape(P, -1).T)
+        Vt = xp.ascontiguousarray(V.reshape(P, -1).T)
         k = Vt.shape[0]
         shift = (Vt @ self.mean_grad).astype(dtype)
-        total, ssum = None, np.zeros(k)
-        out = np.empty((k, P), dtype=dtype)
-        part = np.empty(k)
+        total, ssum = None, xp.zeros(k)
+        out = xp.empty((k, P), dtype=dtype)
+        part = xp.empty(k)
         for X, y in chunks:
             _, kernel = get_kernel(model, "cov_matvec", self.backend, (theta, X))
             for sl in _slices(X.shape[0], _chunk_rows(model)):
                 kernel(model, theta, X[sl], y[sl], Vt, shift, out, part)
                 ssum += part
                 if total is None:
-                    total, out = out, np.empty((k, P), dtype=dtype)
+                    total, out = out, xp.empty((k, P), dtype=dtype)
                 else:
                     total += out
         # F v = (sum_i s_i g_i - G sum_i s_i) / N
         total -= ssum.astype(dtype)[:, None] * self.mean_grad[None, :]
-        total *= np.asarray(1.0 / self.n, dtype=dtype)
-        return total[0] if V.ndim == 1 else np.ascontiguousarray(total.T)
+        total *= dtype.type(1.0 / self.n)
+        return total[0] if V.ndim == 1 else xp.ascontiguousarray(total.T)
 
     def _centred_gram(self) -> np.ndarray:
         """``(1/N) Gc Gc^T`` of the centred per-example gradients, float64 [N, N]."""
         model, theta = self._model, self._theta
         chunks = self._data("top_eigenvalues")
+        xp = namespace(theta)
         if len(chunks) == 1:
             X, y = chunks[0]
         else:
-            X = np.concatenate([c[0] for c in chunks])
-            y = np.concatenate([c[1] for c in chunks])
+            X = xp.concatenate([c[0] for c in chunks])
+            y = xp.concatenate([c[1] for c in chunks])
         _, kernel = get_kernel(model, "grad_gram", self.backend, (theta, X))
-        K = np.empty((self.n, self.n), dtype=theta.dtype)
+        K = xp.empty((self.n, self.n), dtype=theta.dtype)
         kernel(model, theta, X, y, K)
         K = K.astype(np.float64, copy=False)
         # Gc Gc^T = (I - 11^T/N) K (I - 11^T/N)
@@ -729,7 +757,14 @@ class GradientNoiseResult:
         vectors : ndarray, shape (P, k), float64
             Only with ``return_vectors``; column ``j`` belongs to ``values[j]``.
         """
+        if self._device is not None:
+            return to_host(
+                self._device.top_eigenvalues(
+                    k, method=method, tol=tol, max_bytes=max_bytes, return_vectors=return_vectors
+                )
+            )
         P = self._model.n_params
+        xp = namespace(self._theta)  # a GPU's data: the eigensolvers run there too
         k = _check_int("k", k, 1, P)
         if method not in ("auto", "gram", "lanczos"):
             raise ValueError(f"method must be 'auto', 'gram' or 'lanczos', got {method!r}")
@@ -740,40 +775,49 @@ class GradientNoiseResult:
             what = f"the Gram matrix of N={self.n} per-example gradients"
             _within_budget(what, nbytes, max_bytes, "Use method='lanczos'.")
             if not return_vectors:
-                ev = np.linalg.eigvalsh(self._centred_gram())[::-1]
+                ev = to_host(xp.linalg.eigvalsh(self._centred_gram()))[::-1]
                 out = np.zeros(k)
                 out[: min(k, ev.shape[0])] = ev[:k]
                 return out
-            ev, W = np.linalg.eigh(self._centred_gram())
-            ev, W = ev[::-1][:k], W[:, ::-1][:, :k]
+            ev, W = xp.linalg.eigh(self._centred_gram())
+            ev, W = to_host(ev)[::-1][:k], W[:, ::-1][:, :k]
             if ev.shape[0] < k or ev[-1] <= 1e-12 * max(ev[0], 0.0):
                 raise ValueError(
                     f"F has fewer than k={k} non-zero eigenvalues (rank F <= N - 1 = "
                     f"{self.n - 1}): their eigenvectors are not determined; ask for fewer"
                 )
             U = self._weighted_grad_sums(W)
-            U /= np.sqrt(self.n * ev)[None, :]
+            U /= xp.asarray(np.sqrt(self.n * ev))[None, :]
             return ev.copy(), U
         if k >= P:
             raise ValueError(f"method='lanczos' needs k < P = {P}, got k={k}; use 'gram'")
         from scipy.sparse.linalg import LinearOperator
 
-        from .curvature._lanczos import top_eigenvalues
+        from .curvature._lanczos import DeviceOperator, top_eigenvalues
 
         dtype = self._theta.dtype
         if not tol:
             tol = LANCZOS_TOL if dtype == np.float64 else 1e-6
 
-        def matvec(x):
-            return self.cov_matvec(np.ascontiguousarray(x, dtype=dtype).ravel()).astype(np.float64)
+        if xp is np:
 
-        op = LinearOperator((P, P), matvec=matvec, dtype=np.float64)
+            def matvec(x):
+                x = np.ascontiguousarray(x, dtype=dtype).ravel()
+                return self.cov_matvec(x).astype(np.float64)
+
+            op = LinearOperator((P, P), matvec=matvec, dtype=np.float64)
+        else:  # Lanczos on device vectors
+
+            def matmat(V):
+                return self.cov_matvec(xp.ascontiguousarray(V, dtype=dtype)).astype(np.float64)
+
+            op = DeviceOperator(P, matmat)
         res = top_eigenvalues(
             op, k, which="LA", tol=tol, seed=0, return_eigenvectors=return_vectors
         )
         if not return_vectors:
             return res.eigenvalues.copy()
-        return res.eigenvalues.copy(), np.ascontiguousarray(res.eigenvectors)
+        return res.eigenvalues.copy(), xp.ascontiguousarray(res.eigenvectors)
 
     def _weighted_grad_sums(self, W):
         """``sum_i W[i, j] g_i`` for each column of ``W`` [N, k], float64 [P, k], from
@@ -782,7 +826,7 @@ class GradientNoiseResult:
         model, theta = self._model, self._theta
         P = model.n_params
         rows = max(1, PROJECTION_BLOCK_BYTES // (P * theta.dtype.itemsize))
-        out = np.zeros((P, W.shape[1]))
+        out = namespace(theta).zeros((P, W.shape[1]))
         start = 0
         for X, y in self._data("top_eigenvalues"):
             for _, block in per_example_grads(

@@ -8,11 +8,9 @@ The cost is summed over examples, as in the paper:
 
 from __future__ import annotations
 
-import numpy as np
-
 from . import _validate as v
+from ._arrays import accepts_device, namespace, sqnorm
 from ._backend import get_kernel
-from ._blas import sqnorm
 
 __all__ = ["accuracy", "loss", "loss_and_grad", "predict_proba"]
 
@@ -24,13 +22,14 @@ def finish(res, v, l2: float, reduction: str, n: int):
 
     The one place the gradient, the Hessian and its products get ``l2`` and ``1 / N``.
     """
+    scalar = res.dtype.type  # a NumPy scalar of res's dtype: the same on either side
     if l2:
         if v is None:
-            res[np.diag_indices(res.shape[0])] += np.asarray(l2, dtype=res.dtype)
+            res[namespace(res).diag_indices(res.shape[0])] += scalar(l2)
         else:
-            res += np.asarray(l2, dtype=res.dtype) * v
+            res += scalar(l2) * v
     if reduction == "mean":
-        res *= np.asarray(1.0 / n, dtype=res.dtype)
+        res *= scalar(1.0 / n)
     return res
 
 
@@ -42,6 +41,7 @@ def _finish(model, theta, ce, grad, n, reduction, l2):
     return total * (1.0 / n) if reduction == "mean" else total
 
 
+@accepts_device("theta", "X", "y")
 def loss(model, theta, X, y, *, reduction="sum", l2=0.0, backend="auto", check_finite=True):
     """The cost ``C(theta)`` on ``(X, y)``.
 
@@ -73,6 +73,7 @@ def loss(model, theta, X, y, *, reduction="sum", l2=0.0, backend="auto", check_f
     return _finish(model, theta, ce, None, X.shape[0], reduction, l2)
 
 
+@accepts_device("theta", "X", "y", "out")
 def loss_and_grad(
     model, theta, X, y, *, reduction="sum", l2=0.0, out=None, backend="auto", check_finite=True
 ):
@@ -103,12 +104,13 @@ def loss_and_grad(
     v.check_reduction(reduction)
     l2 = v.check_l2(l2)
     theta, X, y = v.check_data(model, theta, X, y, finite=check_finite)
-    grad = v.check_out(out, theta.shape, theta.dtype)
+    grad = v.check_out(out, theta.shape, theta.dtype, like=theta)
     _, kernel = get_kernel(model, "loss_and_grad", backend, (theta, X))
     ce = kernel(model, theta, X, y, grad)
     return _finish(model, theta, ce, grad, X.shape[0], reduction, l2), grad
 
 
+@accepts_device("theta", "X")
 def predict_proba(model, theta, X, *, backend="auto", check_finite=True):
     """Class probabilities, shape (N, n_classes) (binary: columns ``[1 - p, p]``)."""
     theta, X = v.check_data(model, theta, X, finite=check_finite)
@@ -116,8 +118,10 @@ def predict_proba(model, theta, X, *, backend="auto", check_finite=True):
     return kernel(model, theta, X)
 
 
+@accepts_device("theta", "X", "y")
 def accuracy(model, theta, X, y, *, backend="auto", check_finite=True):
     """Fraction of examples whose most probable class is the label."""
     theta, X, y = v.check_data(model, theta, X, y, finite=check_finite)
     proba = predict_proba(model, theta, X, backend=backend, check_finite=False)
-    return float(np.mean(np.argmax(proba, axis=1) == y))
+    xp = namespace(proba)
+    return float(xp.mean(xp.argmax(proba, axis=1) == y))

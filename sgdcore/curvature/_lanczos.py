@@ -9,13 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sl
 from scipy.linalg import blas as sblas
-from scipy.sparse.linalg import LinearOperator, aslinearoperator
+from scipy.sparse.linalg import aslinearoperator
 
 from .._blas import caller_threads, serial_vector_work
 from .._validate import is_int
 
 __all__ = [
     "ConvergenceError",
+    "DeviceOperator",
     "EigenResult",
     "as_operator",
     "lanczos_tridiagonal",
@@ -67,9 +68,32 @@ class EigenResult:
     eigenvectors: np.ndarray | None = None
 
 
-def as_operator(op) -> LinearOperator:
-    """``op`` (LinearOperator, ndarray or sparse matrix) as a square LinearOperator."""
-    A = aslinearoperator(op)
+class DeviceOperator:
+    """A square operator whose products take and give float64 CuPy arrays.
+
+    The Lanczos routines (:func:`top_eigenvalues`, :func:`lanczos_tridiagonal` and the
+    estimates of :mod:`sgdcore.curvature`) keep their vectors on the GPU for such an
+    operator and bring back only scalars (the tridiagonal matrix, the eigenvalues).
+    Curvature operators built on CuPy data expose the same ``device_matmat``.
+
+    Parameters
+    ----------
+    n : int
+        The operator is ``n x n``.
+    matmat : callable
+        ``matmat(V)``: ``A V`` for a float64 CuPy array ``V`` of shape ``(n, k)``.
+    """
+
+    def __init__(self, n: int, matmat):
+        self.shape = (int(n), int(n))
+        self.device_matmat = matmat
+
+
+def as_operator(op):
+    """``op`` (LinearOperator, ndarray or sparse matrix) as a square LinearOperator; an
+    operator with ``device_matmat`` (GPU vectors) is returned as it is.
+    """
+    A = op if hasattr(op, "device_matmat") else aslinearoperator(op)
     if len(A.shape) != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"the operator must be square, got shape {A.shape}")
     if A.shape[0] == 0:
@@ -107,10 +131,145 @@ def norm(w):
     return float(sblas.dnrm2(w))
 
 
-def project_out(Q, w):
+class _HostVectors:
+    """The vector work of the Lanczos routines on NumPy float64 vectors (SciPy's BLAS)."""
+
+    xp = np
+
+    def __init__(self, A):
+        self.A = A
+
+    def apply(self, v):
+        return _apply(self.A, v)
+
+    @staticmethod
+    def upload(v):
+        return v
+
+    @staticmethod
+    def download(v):
+        return v
+
+    coefficients = staticmethod(coefficients)
+    subtract_span = staticmethod(subtract_span)
+    norm = staticmethod(norm)
+
+    @staticmethod
+    def dot(a, b) -> float:
+        return float(sblas.ddot(a, b))
+
+    @staticmethod
+    def axpy(x, y, a):
+        """``y + a x`` (``y`` may be overwritten)."""
+        return sblas.daxpy(x, y, a=a)
+
+    @staticmethod
+    def combine(V, Y):
+        return _combine(V, Y)
+
+    def matmat(self, V):
+        """``A V`` in float64 for ``V [n, k]``."""
+        return np.asarray(self.A.matmat(V), dtype=np.float64).reshape(V.shape)
+
+    @staticmethod
+    def column_dots(Z, W):
+        """``sum_i Z[i, j] W[i, j]`` for each column ``j`` (NumPy)."""
+        return np.einsum("ij,ij->j", Z, W)
+
+    @staticmethod
+    def total_dot(Z, W) -> float:
+        """``sum_ij Z[i, j] W[i, j]``."""
+        return float(np.einsum("ij,ij->", Z, W))
+
+    @staticmethod
+    def orthonormal_basis(M):
+        """An orthonormal basis of the columns of ``M`` (thin QR)."""
+        return sl.qr(M, mode="economic")[0]
+
+    @staticmethod
+    def deflate(Q, G):
+        """``G - Q (Q^T G)`` for orthonormal columns ``Q`` (``G`` may be overwritten)."""
+        G = np.asfortranarray(G)
+        return sblas.dgemm(-1.0, Q, sblas.dgemm(1.0, Q, G, trans_a=1), beta=1.0, c=G, overwrite_c=1)
+
+    @staticmethod
+    def result(v):
+        return v
+
+
+class _DeviceVectors:
+    """The same work on CuPy float64 vectors of an operator with ``device_matmat``: the
+    basis stays on the GPU; only projection coefficients and norms (scalars) come back.
+    """
+
+    def __init__(self, A):
+        import cupy
+
+        self.A, self.xp = A, cupy
+
+    def apply(self, v):
+        w = self.A.device_matmat(v.reshape(-1, 1))
+        return self.xp.ascontiguousarray(w, dtype=self.xp.float64).reshape(-1)
+
+    def upload(self, v):
+        return self.xp.asarray(v, dtype=self.xp.float64)
+
+    def download(self, v):
+        return self.xp.asnumpy(v)
+
+    def coefficients(self, Q, w):
+        return self.xp.asnumpy(Q @ w)
+
+    def subtract_span(self, Q, h, w):
+        w -= Q.T @ self.xp.asarray(h)
+        return w
+
+    def norm(self, w) -> float:
+        return float(self.xp.sqrt(w @ w))
+
+    def dot(self, a, b) -> float:
+        return float(a @ b)
+
+    @staticmethod
+    def axpy(x, y, a):
+        y += a * x
+        return y
+
+    def combine(self, V, Y):
+        return V.T @ self.xp.asarray(Y)
+
+    def matmat(self, V):
+        W = self.A.device_matmat(self.upload(V))
+        return self.xp.ascontiguousarray(W, dtype=self.xp.float64).reshape(V.shape)
+
+    def column_dots(self, Z, W):
+        return self.download((self.upload(Z) * W).sum(axis=0))
+
+    def total_dot(self, Z, W) -> float:
+        return float((self.upload(Z) * W).sum())
+
+    def orthonormal_basis(self, M):
+        return self.xp.linalg.qr(M, mode="reduced")[0]
+
+    def deflate(self, Q, G):
+        G = self.upload(G)
+        G -= Q @ (Q.T @ G)
+        return G
+
+    def result(self, v):
+        """A vector for the caller: on the GPU unless the operator answers on the host."""
+        return v if getattr(self.A, "returns_device", True) else self.download(v)
+
+
+def _vectors(A):
+    """The vector space the Lanczos routines work in for operator ``A``."""
+    return _DeviceVectors(A) if hasattr(A, "device_matmat") else _HostVectors(A)
+
+
+def _project_out(vs, Q, w):
     """``w`` minus its components along the rows of ``Q``, in place; the coefficients."""
-    h = coefficients(Q, w)
-    subtract_span(Q, h, w)
+    h = vs.coefficients(Q, w)
+    vs.subtract_span(Q, h, w)
     return h
 
 
@@ -200,49 +359,53 @@ def top_eigenvalues(
 
 def _thick_restart(A, k, which, tol, ncv, max_products, seed, v0, return_eigenvectors):
     n = A.shape[0]
-    V = np.empty((ncv + 1, n))
+    vs = _vectors(A)
+    V = vs.xp.empty((ncv + 1, n))
     T = np.zeros((ncv, ncv))
     rng = np.random.default_rng(seed)
-    start = rng.standard_normal(n) if v0 is None else np.asarray(v0, dtype=np.float64).copy()
+    if v0 is None:
+        start = rng.standard_normal(n)
+    else:
+        start = np.asarray(vs.download(v0), dtype=np.float64).copy()
     if start.shape != (n,) or not np.all(np.isfinite(start)) or not np.any(start):
         raise ValueError(f"v0 must be a finite, non-zero vector of shape ({n},)")
-    V[0] = start / norm(start)
+    V[0] = vs.upload(start / norm(start))
     n_prod = restarts = 0
     first = 0
     keep = min(ncv - 1, k + (ncv - k) // 2)
     while True:
         beta = 0.0
         for j in range(first, ncv):
-            w = _apply(A, V[j])
+            w = vs.apply(V[j])
             n_prod += 1
             Q = V[: j + 1]
             if j == first:
                 # After a (re)start the new vector couples to every kept Ritz vector.
-                h = project_out(Q, w)
+                h = _project_out(vs, Q, w)
             else:
                 # Three-term recurrence, then one full Gram-Schmidt pass against the
                 # basis for what rounding left.
                 h = np.zeros(j + 1)
-                h[j] = float(sblas.ddot(V[j], w))
+                h[j] = vs.dot(V[j], w)
                 h[j - 1] = T[j - 1, j]
-                w = sblas.daxpy(V[j], w, a=-h[j])
-                w = sblas.daxpy(V[j - 1], w, a=-h[j - 1])
-            before = norm(w)
-            h += project_out(Q, w)
-            beta = norm(w)
+                w = vs.axpy(V[j], w, -h[j])
+                w = vs.axpy(V[j - 1], w, -h[j - 1])
+            before = vs.norm(w)
+            h += _project_out(vs, Q, w)
+            beta = vs.norm(w)
             if beta < 0.5 * before:  # cancellation: orthogonalise once more
-                h += project_out(Q, w)
-                beta = norm(w)
+                h += _project_out(vs, Q, w)
+                beta = vs.norm(w)
             T[: j + 1, j] = h
             T[j, : j + 1] = h
             scale = max(float(np.max(np.abs(h))), 1e-300)
             if beta <= 1e-12 * scale:
                 # Invariant subspace: continue from a fresh direction orthogonal to it.
                 beta = 0.0
-                w = rng.standard_normal(n)
+                w = vs.upload(rng.standard_normal(n))
                 for _ in range(2):
-                    project_out(Q, w)
-            V[j + 1] = w / norm(w)
+                    _project_out(vs, Q, w)
+            V[j + 1] = w / vs.norm(w)
             if j + 1 < ncv:
                 T[j + 1, j] = T[j, j + 1] = beta
             if j + 1 >= k:
@@ -258,7 +421,7 @@ def _thick_restart(A, k, which, tol, ncv, max_products, seed, v0, return_eigenve
                         n_iter=n_prod,
                         n_restarts=restarts,
                         converged=done,
-                        eigenvectors=_combine(V[: j + 1], Y[:, sel])
+                        eigenvectors=vs.result(vs.combine(V[: j + 1], Y[:, sel]))
                         if return_eigenvectors
                         else None,
                     )
@@ -274,7 +437,7 @@ def _thick_restart(A, k, which, tol, ncv, max_products, seed, v0, return_eigenve
         # Thick restart: keep the best `keep` Ritz pairs and the residual direction.
         theta, Y = sl.eigh(T)
         sel = _order(theta, which)[:keep]
-        V[:keep] = _combine(V[:ncv], Y[:, sel]).T
+        V[:keep] = vs.combine(V[:ncv], Y[:, sel]).T
         V[keep] = V[ncv]
         T[:] = 0.0
         T[np.arange(keep), np.arange(keep)] = theta[sel]
@@ -292,7 +455,11 @@ def _combine(V, Y):
 
 def _dense(A, k, which, return_eigenvectors):
     n = A.shape[0]
-    M = np.asarray(A.matmat(np.eye(n)), dtype=np.float64)
+    if hasattr(A, "device_matmat"):  # small: the dense matrix comes to the host
+        vs = _DeviceVectors(A)
+        M = vs.download(A.device_matmat(vs.xp.eye(n))).astype(np.float64)
+    else:
+        M = np.asarray(A.matmat(np.eye(n)), dtype=np.float64)
     M = 0.5 * (M + M.T)
     theta, Y = np.linalg.eigh(M)
     sel = _order(theta, which)[:k]
@@ -319,28 +486,30 @@ def lanczos_tridiagonal(A, q, steps, *, reorth=True):
 
 def _tridiagonal(A, q, steps, reorth):
     n = A.shape[0]
+    vs = _vectors(A)
     steps = min(int(steps), n)
     alpha = np.empty(steps)
     beta = np.empty(max(steps - 1, 0))
-    Q = np.empty((steps, n)) if reorth else None
-    q_prev = np.zeros(n)
+    Q = vs.xp.empty((steps, n)) if reorth else None
+    q = vs.upload(q)
+    q_prev = vs.xp.zeros(n)
     b_prev = 0.0
     for j in range(steps):
         if reorth:
             Q[j] = q
-        w = _apply(A, q)
-        a = float(sblas.ddot(q, w))
+        w = vs.apply(q)
+        a = vs.dot(q, w)
         alpha[j] = a
-        w = sblas.daxpy(q, w, a=-a)
+        w = vs.axpy(q, w, -a)
         if b_prev:
-            w = sblas.daxpy(q_prev, w, a=-b_prev)
+            w = vs.axpy(q_prev, w, -b_prev)
         if reorth:
             B = Q[: j + 1]
             for _ in range(2):
-                project_out(B, w)
+                _project_out(vs, B, w)
         if j == steps - 1:
             break
-        b = norm(w)
+        b = vs.norm(w)
         if b <= 1e-12 * max(abs(a), b_prev, 1e-300):
             return alpha[: j + 1], beta[:j]
         beta[j] = b

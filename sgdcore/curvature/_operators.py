@@ -6,7 +6,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from .. import _validate as chk
-from .._backend import get_kernel
+from .._arrays import check_current_device, check_side, namespace, on_device, to_device, to_host
+from .._backend import get_kernel, is_gpu, resolve
 from ..grads import memory_budget
 from ..losses import finish
 from ._products import curvature_state
@@ -36,6 +37,13 @@ class _CurvatureOperator(LinearOperator):
     ):
         chk.check_reduction(reduction)
         self.l2 = chk.check_l2(l2)
+        #: Whether the data came as CuPy arrays (then Lanczos's eigenvectors are CuPy
+        #: arrays too; NumPy data for a GPU backend gets NumPy eigenvectors).
+        self.returns_device = check_side(theta=theta, X=X, y=y)
+        if not self.returns_device and is_gpu(backend):
+            # NumPy data for a GPU backend: to the device once, for every product
+            resolve(backend)
+            theta, X, y = to_device(theta), to_device(X), to_device(y)
         theta, X, y = chk.check_data(model, theta, X, y, finite=check_finite)
         self.model, self.theta, self.X, self.y = model, theta, X, y
         self.reduction = reduction
@@ -52,17 +60,50 @@ class _CurvatureOperator(LinearOperator):
         self.n_products = 0
         P = model.n_params
         super().__init__(dtype=theta.dtype, shape=(P, P))
+        if on_device(theta):
+            # Lanczos, Hutchinson and SLQ then keep their vectors on the GPU
+            self.device_matmat = self._device_matmat
+
+    def _products(self, Vt):
+        """``A V`` as ``[k, P]`` from ``Vt = V^T`` (C-contiguous, on the data's side)."""
+        out = namespace(Vt).empty_like(Vt)
+        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, self.state)
+        finish(out, Vt, self.l2, self.reduction, self.X.shape[0])
+        self.n_products += Vt.shape[0]
+        return out
+
+    def _check_vectors(self, x) -> None:
+        """Raise unless the CuPy array ``x`` has shape (P,) or (P, k), on this device."""
+        P = self.shape[0]
+        if x.ndim not in (1, 2) or x.shape[0] != P:
+            raise ValueError(f"x must have shape ({P},) or ({P}, k), got {x.shape}")
+        check_current_device("x", x)  # (any layout: x^T is copied to C order below)
+
+    def _device_matmat(self, V):
+        """``A V`` for a CuPy array ``V [P, k]`` (cast to the operator's dtype), on the GPU."""
+        self._check_vectors(V)
+        xp = namespace(self.theta)
+        return self._products(xp.ascontiguousarray(V.T, dtype=self.dtype)).T
 
     def _matmat(self, V):
         V = np.asarray(V)
         if V.ndim == 1:
             V = V[:, None]
         Vt = np.ascontiguousarray(V.T, dtype=self.dtype)
-        out = np.empty_like(Vt)
-        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, self.state)
-        finish(out, Vt, self.l2, self.reduction, self.X.shape[0])
-        self.n_products += Vt.shape[0]
-        return out.T
+        return to_host(self._products(to_device(Vt) if on_device(self.theta) else Vt)).T
+
+    def dot(self, x):
+        """``A x`` (``A @ x``): CuPy in gives CuPy out, computed on the GPU."""
+        if on_device(x):
+            self._check_vectors(x)
+            return self._device_matmat(x.reshape(x.shape[0], -1)).reshape(x.shape)
+        return super().dot(x)
+
+    def matvec(self, x):
+        return self.dot(x) if on_device(x) else super().matvec(x)
+
+    def matmat(self, X):
+        return self.dot(X) if on_device(X) else super().matmat(X)
 
     def _matvec(self, v):
         return self._matmat(np.reshape(v, (-1, 1)))[:, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as chk
+from .._arrays import accepts_device, namespace
 from .._backend import get_kernel
 from ..grads import MemoryBudgetError, memory_budget
 from ..losses import finish
@@ -17,8 +18,7 @@ HESSIAN_BLOCK = 32
 
 def check_directions(model, v, dtype: np.dtype, *, finite: bool = True) -> np.ndarray:
     """``v`` of shape ``(P,)`` or ``(P, k)`` and ``dtype``, checked."""
-    if not isinstance(v, np.ndarray):
-        raise TypeError(f"v must be a NumPy array, got {type(v).__name__}")
+    v = chk._array("v", v)
     P = model.n_params
     if not ((v.ndim == 1 and v.shape[0] == P) or (v.ndim == 2 and v.shape[0] == P)):
         raise ValueError(f"v must have shape ({P},) or ({P}, k), got {v.shape}")
@@ -37,20 +37,22 @@ def _products(quantity, model, theta, X, y, v, reduction, l2, out, backend, chec
     l2 = chk.check_l2(l2)
     theta, X, y = chk.check_data(model, theta, X, y, finite=check_finite)
     v = check_directions(model, v, theta.dtype, finite=check_finite)
-    res = chk.check_out(out, v.shape, theta.dtype)
-    if out is not None and np.may_share_memory(res, v):
+    res = chk.check_out(out, v.shape, theta.dtype, like=theta)
+    xp = namespace(theta)
+    if out is not None and xp.may_share_memory(res, v):
         raise ValueError("out must not share memory with v")
     _, kernel = get_kernel(model, quantity, backend, (theta, X))
     if v.ndim == 1:
-        kernel(model, theta, X, y, np.ascontiguousarray(v)[None, :], res[None, :], None)
+        kernel(model, theta, X, y, xp.ascontiguousarray(v)[None, :], res[None, :], None)
     else:
-        out_t = np.empty((v.shape[1], v.shape[0]), dtype=theta.dtype)
-        kernel(model, theta, X, y, np.ascontiguousarray(v.T), out_t, None)
+        out_t = xp.empty((v.shape[1], v.shape[0]), dtype=theta.dtype)
+        kernel(model, theta, X, y, xp.ascontiguousarray(v.T), out_t, None)
         res[...] = out_t.T
     finish(res, v, l2, reduction, X.shape[0])
     return res
 
 
+@accepts_device("theta", "X", "y", "v", "out")
 def hvp(
     model,
     theta,
@@ -112,6 +114,7 @@ def hvp(
     return _products("hvp", model, theta, X, y, v, reduction, l2, out, backend, check_finite)
 
 
+@accepts_device("theta", "X", "y", "v", "out")
 def ggn_vp(
     model,
     theta,
@@ -146,6 +149,7 @@ def curvature_state(model, theta, X, backend="auto"):
     return kernel(model, theta, X)
 
 
+@accepts_device("theta", "X", "y", "out")
 def hessian(
     model,
     theta,
@@ -201,16 +205,17 @@ def hessian(
             f"{budget / 2**30:.2f} GiB; use sgdcore.curvature.HessianOperator (matrix-free "
             "products) or raise max_bytes"
         )
-    res = chk.check_out(out, (P, P), theta.dtype)
+    res = chk.check_out(out, (P, P), theta.dtype, like=theta)
     if model.kind != "mlp":
         _, kernel = get_kernel(model, "hessian", backend, (theta, X))
         kernel(model, theta, X, res)
     else:
         _, kernel = get_kernel(model, "hvp", backend, (theta, X))
         state = curvature_state(model, theta, X, backend)
+        xp = namespace(theta)
         for start in range(0, P, HESSIAN_BLOCK):
             stop = min(P, start + HESSIAN_BLOCK)
-            E = np.zeros((stop - start, P), dtype=theta.dtype)
-            E[np.arange(stop - start), np.arange(start, stop)] = 1
+            E = xp.zeros((stop - start, P), dtype=theta.dtype)
+            E[xp.arange(stop - start), xp.arange(start, stop)] = 1
             kernel(model, theta, X, y, E, res[start:stop], state)
     return finish(res, None, l2, reduction, X.shape[0])

@@ -8,11 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sl
-from scipy.linalg import blas as sblas
 
 from .._validate import is_int
-from ._lanczos import as_operator, gauss_quadrature, lanczos_tridiagonal
+from ._lanczos import _vectors, as_operator, gauss_quadrature, lanczos_tridiagonal
 
 __all__ = ["Estimate", "SpectralDensity", "logdet", "slq", "spectral_density", "trace"]
 
@@ -77,10 +75,6 @@ def _rademacher(rng, n, k):
     return rng.integers(0, 2, size=(n, k)).astype(np.float64) * 2.0 - 1.0
 
 
-def _matmat(A, V):
-    return np.asarray(A.matmat(V), dtype=np.float64).reshape(V.shape)
-
-
 def _mean_se(values):
     values = np.asarray(values, dtype=np.float64)
     m = values.size
@@ -117,23 +111,25 @@ def trace(op, *, n_products=60, method="hutch++", seed=0):
     if method not in ("hutch++", "hutchinson"):
         raise ValueError(f"method must be 'hutch++' or 'hutchinson', got {method!r}")
     m = _count("n_products", n_products, 6 if method == "hutch++" else 2)
+    # Vector work on the operator's side: for an operator on the GPU the probes go there
+    # once per block and only the per-probe values come back (see _lanczos).
+    vs = _vectors(A)
     if n <= m:
-        diag = np.einsum("ii->i", _matmat(A, np.eye(n)))
-        return Estimate(float(np.sum(diag)), 0.0, 0, n)
+        eye = vs.upload(np.eye(n))
+        return Estimate(float(np.sum(vs.column_dots(eye, vs.matmat(eye)))), 0.0, 0, n)
     rng = np.random.default_rng(seed)
     if method == "hutchinson":
-        Z = _rademacher(rng, n, m)
-        vals = np.einsum("ij,ij->j", Z, _matmat(A, Z))
+        Z = vs.upload(_rademacher(rng, n, m))
+        vals = vs.column_dots(Z, vs.matmat(Z))
         est, se = _mean_se(vals)
         return Estimate(est, se, m, m)
     s = m // 3
     g = m - 2 * s
     # Dense algebra by SciPy (its BLAS is the compiled kernels'; see _lanczos).
-    Q, _ = sl.qr(_matmat(A, _rademacher(rng, n, s)), mode="economic")
-    exact = float(np.einsum("ij,ij->", Q, _matmat(A, Q)))
-    G = np.asfortranarray(_rademacher(rng, n, g))
-    G = sblas.dgemm(-1.0, Q, sblas.dgemm(1.0, Q, G, trans_a=1), beta=1.0, c=G, overwrite_c=1)
-    vals = np.einsum("ij,ij->j", G, _matmat(A, G))
+    Q = vs.orthonormal_basis(vs.matmat(_rademacher(rng, n, s)))
+    exact = vs.total_dot(Q, vs.matmat(Q))
+    G = vs.deflate(Q, _rademacher(rng, n, g))
+    vals = vs.column_dots(G, vs.matmat(G))
     est, se = _mean_se(vals)
     return Estimate(exact + est, se, g, 2 * s + g)
 

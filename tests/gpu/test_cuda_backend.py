@@ -1,7 +1,9 @@
 """The ``cuda`` backend on a GPU against the float64 oracle (``sgdcore/reference.py``):
 float64 to 1e-10, float32 to 1e-5 relative (TF32 off, CuPy's default), NumPy in/NumPy out
-through ``backend="cuda"``, CuPy outputs on the device, two streams, bad inputs. Skipped,
-with the reason, where no GPU, CuPy or ``sgdcore._cuda`` is present.
+through ``backend="cuda"``, CuPy in/CuPy out through every public function (``auto``
+picks the GPU for them), device-resident curvature operators under Lanczos, Hutchinson
+and SLQ, the logistic evidence with its Cholesky on the device, two streams, bad inputs.
+Skipped, with the reason, where no GPU, CuPy or ``sgdcore._cuda`` is present.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import pytest
 from cases import (  # tests/gpu/cases.py
     MODELS,
     TOL,
+    check_device_estimates,
+    check_device_evidence,
     check_device_kernels,
+    check_device_noise,
+    check_device_public_api,
     check_gradient_noise,
     check_operators_and_evidence,
     check_public_api,
@@ -22,6 +28,7 @@ from cases import (  # tests/gpu/cases.py
     params,
 )
 
+import sgdcore
 from sgdcore import _backend, reference
 
 pytestmark = pytest.mark.gpu
@@ -58,8 +65,11 @@ def test_gradient_noise_every_field(net):
 
 @params
 @dtypes
-def test_cupy_arrays_in_give_cupy_arrays_out_at_the_kernel_level(net, fp):
-    check_device_kernels(net, fp, cp.asarray, cp.asnumpy, cp.ndarray)
+@pytest.mark.parametrize(
+    "check", [check_device_kernels, check_device_public_api], ids=["kernels", "public_api"]
+)
+def test_cupy_arrays_in_give_cupy_arrays_out(net, fp, check):
+    check(net, fp, cp.asarray, cp.asnumpy, cp.ndarray)
 
 
 @params
@@ -67,18 +77,63 @@ def test_operators_lanczos_and_evidence(net):
     check_operators_and_evidence(net)
 
 
-def test_two_streams_give_the_results_of_one():
+@params
+def test_gradient_noise_on_cupy_arrays(net):
+    check_device_noise(net, cp.asarray, cp.asnumpy, cp.ndarray)
+
+
+@params
+def test_estimates_over_a_device_operator(net):
+    op = check_device_estimates(net, cp.asarray)
+    assert isinstance(op.X, cp.ndarray) and isinstance(op.state[1], cp.ndarray)
+
+
+@pytest.mark.parametrize("net", MODELS[:2], ids=lambda m: m.kind)
+def test_logistic_evidence_on_cupy_arrays(net):
+    check_device_evidence(net, cp.asarray)
+
+
+def test_bad_device_inputs_at_the_public_api():
+    net = MODELS[1]
+    theta, X, y = data(net)
+    td, Xd, yd = cp.asarray(theta), cp.asarray(X), cp.asarray(y)
+    with pytest.raises(ValueError, match="^y is a NumPy array but theta is a CuPy array"):
+        sgdcore.loss_and_grad(net, td, Xd, y)
+    with pytest.raises(ValueError, match="^X is a non-contiguous CuPy array"):
+        sgdcore.gradient_noise(net, td, cp.asfortranarray(Xd), yd)
+    if cp.cuda.runtime.getDeviceCount() > 1:
+        with cp.cuda.Device(1):
+            X1 = cp.asarray(X)
+        with pytest.raises(ValueError, match="^X lives on GPU 1"):
+            sgdcore.per_example_grad_norms(net, td, X1, yd)
+
+
+def _kernel_grad(net, td, Xd, yd, vd):
+    g = cp.empty_like(td)
+    dlag.loss_and_grad(net, td, Xd, yd, g)
+    return g
+
+
+@pytest.mark.parametrize(
+    "through",
+    [
+        (_kernel_grad, lambda net, t, X, y, v: reference.grad(net, t, X, y)),
+        (sgdcore.hvp, reference.hvp),
+    ],
+    ids=["loss_and_grad_kernel", "public_hvp"],
+)
+def test_two_streams_give_the_results_of_one(through):
+    run, oracle = through
     net = MODELS[2]
     theta, X, y = data(net, n=4000)
-    want = reference.grad(net, theta, X, y)
+    v = np.random.default_rng(2).standard_normal(net.n_params)
+    args = (theta, X, y, v)
+    want = oracle(net, *args)
     outs = []
     streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
     for s in streams:
         with s:
-            td, Xd, yd = cp.asarray(theta), cp.asarray(X), cp.asarray(y)
-            g = cp.empty_like(td)
-            dlag.loss_and_grad(net, td, Xd, yd, g)
-            outs.append(g)
+            outs.append(run(net, *(cp.asarray(a) for a in args)))
     for s in streams:
         s.synchronize()
     for g in outs:
@@ -100,5 +155,6 @@ def test_bad_device_inputs_name_the_argument():
             dlag.loss_and_grad(net, cp.asarray(theta), X1, cp.asarray(y), None)
 
 
-def test_auto_never_picks_cuda_for_numpy_inputs():
+def test_auto_picks_cuda_for_cupy_inputs_only():
     assert _backend.resolve("auto", arrays=(np.zeros(3),)) != "cuda"
+    assert _backend.resolve("auto", arrays=(cp.zeros(3),)) == "cuda"

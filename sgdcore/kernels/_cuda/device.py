@@ -13,6 +13,7 @@ from __future__ import annotations
 import cupy as cp
 
 from ... import _cuda
+from ..._arrays import check_side
 
 __all__ = [
     "empty_like_out",
@@ -41,39 +42,17 @@ def ptr(a) -> int:
     return 0 if a is None else a.data.ptr
 
 
-def _on_device(name: str, a):
-    if isinstance(a, cp.ndarray):
-        here = cp.cuda.Device().id
-        if a.device.id != here:
-            raise ValueError(
-                f"{name} lives on GPU {a.device.id} but the current device is GPU {here}; "
-                f"copy it with cupy.asarray({name}) inside `with cupy.cuda.Device({here}):`"
-            )
-        if not a.flags.c_contiguous:
-            raise ValueError(
-                f"{name} is a non-contiguous CuPy array; pass cupy.ascontiguousarray({name})"
-            )
-        return a
-    return cp.asarray(a)  # the one host -> device copy of this call
-
-
 def inputs(**named):
     """The named arrays on the current device, in order (None stays None).
 
-    All given arrays must live on the same side: all NumPy (copied once) or all CuPy
-    (checked: current device, C-contiguous). Labels become int64.
+    All given arrays must live on the same side (:func:`sgdcore._arrays.check_side`): all
+    NumPy (copied once) or all CuPy (checked: current device, C-contiguous). Labels
+    become int64.
     """
-    side = {k: isinstance(a, cp.ndarray) for k, a in named.items() if a is not None}
-    if len(set(side.values())) > 1:
-        host = next(k for k, d in side.items() if not d)
-        dev = next(k for k, d in side.items() if d)
-        raise ValueError(
-            f"{host} is a NumPy array but {dev} is a CuPy array; pass every array on the "
-            "host or every array on the GPU"
-        )
+    check_side(**named)
     out = []
     for k, a in named.items():
-        a = None if a is None else _on_device(k, a)
+        a = None if a is None else cp.asarray(a)  # the one host -> device copy, if any
         if k == "y" and a is not None and a.dtype != cp.int64:
             a = a.astype(cp.int64)
         out.append(a)
