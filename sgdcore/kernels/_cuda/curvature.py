@@ -13,6 +13,7 @@ import cupy as cp
 
 from ... import _cuda
 from ..._backend import register
+from ..formulas import output_hessian
 from .device import empty_like_out, f64, inputs, launch, ptr, store, to_caller, views
 from .passes import forward, relu_mask, residual
 
@@ -122,12 +123,7 @@ def hessian(model, theta, X, out):
     index = [cp.asarray([*range(c * D, (c + 1) * D), K * D + c]) for c in range(K)]
     for c in range(K):
         for c2 in range(c, K):
-            if K == 1:
-                w = Pm[:, 0] * (1 - Pm[:, 0])
-            elif c == c2:
-                w = Pm[:, c] * (1 - Pm[:, c])
-            else:
-                w = -Pm[:, c] * Pm[:, c2]
+            w = output_hessian(Pm[:, c], Pm[:, c2], c == c2)
             G = Xt.T @ (w[:, None] * Xt)
             res[cp.ix_(index[c], index[c2])] = G
             if c != c2:
