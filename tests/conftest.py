@@ -184,3 +184,14 @@ def _require_backend(request):
         ok, why = _backend.backend_status(backend)
         if not ok:
             pytest.skip(f"backend {backend} unavailable: {why}")
+
+
+#: The summary line of the Numba CUDA simulator run (tests/test_numba_cuda.py starts it in
+#: a subprocess), repeated at the end of this run so that CI's log counts those tests.
+SIMULATOR_SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    line = config.stash.get(SIMULATOR_SUMMARY, None)
+    if line:
+        terminalreporter.write_line(f"Numba CUDA simulator run (tests/test_numba_cuda.py): {line}")

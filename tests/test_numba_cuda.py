@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SIMULATOR_SUMMARY
 
 from sgdcore import reference
 from sgdcore.models import MLP, LogisticRegression
@@ -111,7 +112,7 @@ def test_mismatched_rows_and_bad_n_are_refused():
 
 
 @pytest.mark.skipif(SIM, reason="already running on the simulator")
-def test_the_kernels_pass_on_numbas_cuda_simulator():
+def test_the_kernels_pass_on_numbas_cuda_simulator(request):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     res = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__],
@@ -123,3 +124,4 @@ def test_the_kernels_pass_on_numbas_cuda_simulator():
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert " passed" in res.stdout and "failed" not in res.stdout
+    request.config.stash[SIMULATOR_SUMMARY] = res.stdout.strip().splitlines()[-1]
