@@ -2,28 +2,30 @@
 // run (Philox batches, steps, evaluations in chunks) happens in C++, without the GIL. An
 // OpenMP team runs the models with single-threaded BLAS: each thread takes the least
 // advanced free model for a chunk of steps (no barrier). This file checks the
-// inputs at the boundary and binds the engine; the engine itself is Run<T>
-// (cpu/train_run.h and the files it lists).
+// inputs at the boundary and binds the engine; the engine itself is Run<T, L>
+// (cpu/train_run.h and the files it lists), its first layer L chosen here, once.
 #include <climits>
 #include <cmath>
 #include <cstdint>
 
 #include "common/bind.h"
 #include "common/checks.h"
+#include "cpu/train_first_layer_dense.h"
+#include "cpu/train_first_layer_sparse.h"
 #include "cpu/train_inputs.h"
 #include "cpu/train_run.h"
 #include "cpu/train_schedule.h"
 
 namespace sgdcore::cpu::sgd {
 
-template <class T>
+template <class T, class L>
 void call(const Model& mod, const py::array& X, const py::array& Y, const py::array& Xte,
           const py::array& yte, const py::array& theta, const py::array& seeds,
           const py::array& n_train, const py::array& lr, const py::array& mom,
           const py::array& l2, int64_t B, int64_t steps, const py::array& evals,
           const py::array& metrics, const py::array& div_step, const Plan& plan,
           const py::object& progress) {
-  Run<T> r;
+  Run<T, L> r;
   r.m = mod;
   r.P = mod.n_params();
   SGD_CHECK(theta.ndim() == 2 && theta.shape(0) >= 1, "theta must have shape (K, ", r.P,
@@ -93,12 +95,24 @@ SGDCORE_BIND(train) {
          const py::object& progress) {
         const Model mod = checked_model(kind, D, H, C);
         const Plan plan{threads, block_rows, fuse, chunk, sparse};
+        // The first layer: on the inputs' non-zeros for an MLP when asked, else GEMMs.
+        const bool on_nonzeros = sparse && mod.kind == Kind::MLP;
+        const auto with = [&](auto layer) {
+          using L = decltype(layer);
+          call<typename L::value_type, L>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom,
+                                          l2, B, steps, evals, metrics, div_step, plan, progress);
+        };
+        const auto typed = [&](auto zero) {
+          using T = decltype(zero);
+          if (on_nonzeros)
+            with(SparseTrainW1<T>());
+          else
+            with(DenseTrainW1<T>());
+        };
         if (is_float32(theta))
-          call<float>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom, l2, B, steps, evals,
-                      metrics, div_step, plan, progress);
+          typed(float(0));
         else
-          call<double>(mod, X, Y, Xte, yte, theta, seeds, n_train, lr, mom, l2, B, steps,
-                       evals, metrics, div_step, plan, progress);
+          typed(double(0));
       },
       py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("X"), py::arg("Y"),
       py::arg("X_test"), py::arg("y_test"), py::arg("theta"), py::arg("seeds"),

@@ -11,25 +11,21 @@
 #include "common/formulas.h"
 #include "cpu/elementwise.h"
 #include "cpu/forward_backward.h"
-#include "cpu/sparse_inputs.h"
 #include "cpu/train_run.h"
 
 namespace sgdcore::cpu::sgd {
 
 // Cross-entropy sum and correct count of model k on rows [s, s+n) of (Xs, ys).
-template <class T>
-inline void Run<T>::eval_chunk(Item& it, T* sc, int tid) {
+template <class T, class L>
+inline void Run<T, L>::eval_chunk(Item& it, T* sc, int tid) {
   const T* t_ = th(it.k);
   if (it.kind == 2) {
     bool ok = true;
     for (int64_t i = 0; i < P; ++i) ok &= std::isfinite(t_[i]);
-    if (sparse)  // W1 lives in its transposed copy during the run
-      for (int64_t i = 0; i < m.D * ldw1; ++i) ok &= std::isfinite(w1_eval[it.k][i]);
+    ok &= w1.finite(*this, it.k);  // W1, where the first layer keeps it during the run
     it.finite = ok;
     return;
   }
-  const int64_t ld = it.kind == 0 ? Dt : Dx;
-  const T* Xc = (it.kind == 0 ? Xts : Xs) + it.start * ld;
   const int64_t* ys = it.kind == 0 ? yte : Y + it.k * N;
   T* A = sc;
   T* Z = sc + eval_rows * m.H;
@@ -37,23 +33,15 @@ inline void Run<T>::eval_chunk(Item& it, T* sc, int tid) {
   const int64_t n = it.len;
   if (m.kind == Kind::MLP) {
     const int64_t H = m.H, C = m.C;
-    if (sparse && it.kind == 0) {
-      Csr<T>& xc = xchunk[tid];
-      xc.build(Xte, it.start, n, m.D);
-      sparse_forward(xc, nullptr, 0, n, w1_eval[it.k], ldw1, 0, H, A, H, m.D);
-    } else if (sparse) {
-      sparse_forward(xtr, nullptr, it.start, n, w1_eval[it.k], ldw1, 0, H, A, H, m.D);
-    }
-    else {
-      blas::gemm<T>(false, true, n, H, ld, T(1), Xc, ld, t_ + m.off_W1(), m.D, T(0), A, H);
-    }
+    w1.eval_forward(*this, it, tid, A);
     bias_relu(A, H, t_ + m.off_b1(), n, 0, H);
     blas::gemm<T>(false, true, n, C, H, T(1), A, H, t_ + m.off_W2(), H, T(0), Z, C);
     const T* b2 = t_ + m.off_b2();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t c = 0; c < C; ++c) Z[i * C + c] += b2[c];
   } else {
-    forward(m, t_, Xc, n, A, Z);  // logistic: full columns (ld == D)
+    const T* Xc = (it.kind == 0 ? Xts : Xs) + it.start * m.D;  // logistic: all D columns
+    forward(m, t_, Xc, n, A, Z);
   }
   double ce = 0.0;
   int64_t correct = 0;
@@ -76,8 +64,8 @@ inline void Run<T>::eval_chunk(Item& it, T* sc, int tid) {
 }
 
 // Evaluation items of model k: test chunks, training chunks, the parameter check.
-template <class T>
-inline void Run<T>::add_eval_items(int64_t k, std::vector<Item>& items) const {
+template <class T, class L>
+inline void Run<T, L>::add_eval_items(int64_t k, std::vector<Item>& items) const {
   for (int64_t s = 0; s < M; s += eval_rows)
     items.push_back(Item{k, 0, s, std::min(eval_rows, M - s), 0.0, 0, true});
   for (int64_t s = 0; s < n_train[k]; s += eval_rows)
@@ -88,8 +76,8 @@ inline void Run<T>::add_eval_items(int64_t k, std::vector<Item>& items) const {
 // Writes evaluation e of model k from its items (fixed order); NaN metrics when its
 // parameters are not finite. Only a non-finite mini-batch loss stops a model (see
 // step): evaluations never change a run.
-template <class T>
-inline void Run<T>::reduce_eval(int64_t k, const Item* items, int64_t n_items, int64_t e) {
+template <class T, class L>
+inline void Run<T, L>::reduce_eval(int64_t k, const Item* items, int64_t n_items, int64_t e) {
   double test_ce = 0.0, train_ce = 0.0;
   int64_t correct = 0;
   bool finite = true;

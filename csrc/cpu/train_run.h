@@ -1,11 +1,6 @@
 // The training engine's state: mini-batch SGD with heavy-ball momentum for a group of K
-// models in one call (see train_cpu.cpp for the binding). Run<T> holds the checked
-// inputs, the models' velocities, the per-model run state (Unit) and the threads' scratch; its
-// member functions live by job in
-//   train_inputs.h    column layout: trimming, W1 permuted or transposed (sparse inputs)
-//   train_step.h      one SGD step of one model, and the next step's forward
-//   train_eval.h      evaluations in chunks, reduced in a fixed order
-//   train_schedule.h  the schedule that runs the models on an OpenMP team
+// models in one call (see train_cpu.cpp for the binding), and the interface of its first
+// layer, the one part with two implementations.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -17,7 +12,6 @@
 #include "common/model.h"
 #include "common/philox.h"
 #include "cpu/memory.h"
-#include "cpu/sparse_inputs.h"
 
 namespace sgdcore::cpu::sgd {
 
@@ -29,8 +23,70 @@ struct Plan {
   bool sparse = false;  // MLP first layer on the inputs' non-zeros (cpu/sparse_inputs.h)
 };
 
+// Scratch of a thread, lent to the model it runs (so memory is O(K P) for the models
+// plus O(threads B (D + H)), whatever K).
 template <class T>
+struct TrainWork {
+  std::vector<int64_t> idx;  // [B] the batch
+  std::vector<T> Xb;         // [nbuf][B, Dx] its rows (and the next batch's)
+  AlignedVector<T> dA;       // [B, H], rows dld apart
+  int64_t dld = 0;
+  std::vector<T> Z;          // [B, Kout] logits, then residual
+  std::vector<T> g;          // [max(H, Kout)] column sums
+  std::vector<T> A;          // [B, H] activations of the current batch (MLP)
+  std::vector<T> Zpart;      // [2 parities][zs] logits of the current and next batch
+};
+
+// Per model: its batch stream and where it stands.
+template <class T>
+struct TrainUnit {
+  int64_t k;
+  philox::BatchStream stream;
+  bool frozen = false;
+  int tid = 0;                  // the thread running it
+  TrainWork<T>* w = nullptr;    // that thread's scratch
+  T* A = nullptr;               // its Work::A
+  T* Zpart = nullptr;           // its Work::Zpart
+};
+
+// An evaluation work item: a chunk of rows of one model, or its parameter check.
+struct EvalItem {
+  int64_t k;
+  int kind;  // 0 test chunk, 1 train chunk, 2 parameter check
+  int64_t start, len;
+  double ce;
+  int64_t correct;
+  bool finite;
+};
+
+// Run<T, L> holds the checked inputs, the models' velocities, the per-model run state
+// (TrainUnit), the threads' scratch (TrainWork) and the MLP's first layer L; its member
+// functions live by job in
+//   train_inputs.h    scratch, velocities, the batch rows the GEMMs read
+//   train_step.h      one SGD step of one model, and the next step's batch
+//   train_eval.h      evaluations in chunks, reduced in a fixed order
+//   train_schedule.h  the schedule that runs the models on an OpenMP team
+// and are written once for either first layer, chosen once by the binding:
+//   DenseTrainW1<T>   (train_first_layer_dense.h)  GEMMs, W1 [H, D] in theta
+//   SparseTrainW1<T>  (train_first_layer_sparse.h) the inputs' non-zeros, W1 transposed
+// Both have these members (r: the Run, u: a model at work, k: a model, t: a step):
+//   setup(r)                      its layout of W1 and of the inputs
+//   buffers(r), dA_ld(hs)         batch buffers (2: the next batch's forward is fused into
+//                                 the update), row stride of dA
+//   init_velocity(r, k, c)        W1's velocity buffer u = -c W1 (v = 0)
+//   forward(r, u, t, buf)         A = relu(Xb W1^T + b1) for step t's batch (drawn)
+//   step(r, u, t, dA, a, mom, c, last, next)  W1's update from dA; when `next`, step
+//                                 t + 1's batch drawn and forwarded; returns its buffer
+//   to_date(r, k, t, tid)         W1 as of step t for an evaluation on thread tid
+//   eval_forward(r, it, tid, A)   A[n, H] = X_chunk W1^T for an evaluation chunk
+//   finite(r, k)                  whether the W1 an evaluation reads is finite
+//   finish(r)                     W1 back into theta, in the model's own layout
+template <class T, class L>
 struct Run {
+  using Work = TrainWork<T>;
+  using Unit = TrainUnit<T>;
+  using Item = EvalItem;
+
   // Inputs (checked at the boundary).
   Model m;
   int64_t P, K, N, M, B, steps, E;
@@ -48,73 +104,23 @@ struct Run {
   Plan plan;
   py::object progress;
 
-  // Scratch of a thread, lent to the model it runs (so memory is O(K P) for the models
-  // plus O(threads B (D + H)), whatever K).
-  struct Work {
-    std::vector<int64_t> idx;  // [B] the batch
-    std::vector<T> Xb;         // [nbuf][B, Dx] its rows (and the next batch's)
-    AlignedVector<T> dA;       // [B, H], rows dld apart (64-byte aligned if sparse)
-    int64_t dld = 0;
-    std::vector<T> Z;          // [B, Kout] logits, then residual
-    std::vector<T> g;          // [max(H, Kout)] column sums
-    std::vector<T> A;          // [B, H] activations of the current batch (MLP)
-    std::vector<T> Zpart;      // [2 parities][zs] logits of the current and next batch
-    BatchColumns<T> cols;      // sparse: the batch's non-zeros by pixel
-  };
-  // Per model: its batch stream and where it stands.
-  struct Unit {
-    int64_t k;
-    philox::BatchStream stream;
-    bool frozen = false;
-    Work* w = nullptr;
-    T* A = nullptr;      // the running thread's Work::A
-    T* Zpart = nullptr;  // the running thread's Work::Zpart
-    int64_t clock = 0;   // sparse: the step whose state the parameters hold
-  };
-  // [K][P], zeroed by calloc: pages never written are never touched (a sparse run keeps
-  // W1's velocity in v1t and leaves that part alone).
+  // [K][P], zeroed by calloc: pages never written are never touched (a first layer that
+  // keeps W1's velocity elsewhere leaves that part alone).
   struct CFree {
     void operator()(T* p) const { std::free(p); }
   };
   std::vector<std::unique_ptr<T[], CFree>> velocity;
   std::vector<Work> works;
   std::vector<Unit> units;
-  // Input columns (pixels) that are zero in every training row are dropped from the
-  // training GEMMs: with them permuted to the end of W1's rows, the GEMMs use the leading
-  // Dx columns (ld D), and the test set's the leading Dt (MLP only; exact, since those
-  // columns add exact zeros). Xs / Xts hold the permuted, trimmed copies when used.
+  // The inputs' rows as the GEMMs read them: training rows Xs [N, Dx], test rows Xts
+  // [M, Dt] (X and X_test as given unless the first layer lays them out otherwise).
   int64_t Dx = 0, Dt = 0;
-  std::vector<int64_t> order;  // position j of the permuted layout holds column order[j]
-  std::vector<T> Xp, Xtp;
   const T* Xs = nullptr;
   const T* Xts = nullptr;
   int64_t Kout = 1, nbuf = 1, zs = 16;  // zs: padded stride of one parity's logits
-  // Sparse inputs: W1 (and its velocity) held transposed, [D, H], during the run; the
-  // inputs' non-zeros by row; per model, the step each row of W1T is current at and the
-  // powers of its idle-step map.
-  bool sparse = false;
-  Csr<T> xtr;                // training rows in use
-  std::vector<Csr<T>> xchunk;  // per thread: the test rows of an evaluation chunk
-  std::vector<AlignedArray<T>> w1t, v1t;  // [K][D, ldw1]: W1T and its velocity
-  int64_t ldw1 = 0;
-  std::vector<std::vector<int64_t>> row_clock;
-  std::vector<RowPowers> powers;
-  // An evaluation reads W1T with every row brought to the model's step in a copy (its
-  // owner thread's), so that the run's own rows are only ever caught up when a batch uses
-  // them: the trajectory does not depend on where evaluations fall.
-  std::vector<AlignedArray<T>> snap;    // per thread: [D, ldw1]
-  std::vector<std::vector<T>> snap_u;   // per thread: one velocity row [H]
-  std::vector<const T*> w1_eval;        // per model: the W1T its evaluation reads
+  L w1;                                 // the MLP's first layer
 
-  // Evaluation work items and per-thread scratch.
-  struct Item {
-    int64_t k;
-    int kind;  // 0 test chunk, 1 train chunk, 2 parameter check
-    int64_t start, len;
-    double ce;
-    int64_t correct;
-    bool finite;
-  };
+  // Evaluation scratch.
   int64_t eval_rows = 256;
   std::vector<std::vector<T>> scratch;  // per thread: A [rows, H] + Z [rows, Kout] + p [Kout]
 
@@ -129,19 +135,11 @@ struct Run {
     std::atomic<int> helpers{0};
   };
 
-  // Training inputs: column layout, W1 permuted or transposed (train_inputs.h).
-  void setup_columns();
-  void permute_W1(bool inverse);
+  // Training inputs and scratch (train_inputs.h).
   void make_work(Work& w, int64_t hs);
   void setup();
-  void setup_sparse();
-  void transpose_W1(bool back);
-  void catch_up(int64_t k, const int32_t* pixels, int64_t n, int64_t to);
-  void snapshot(int64_t k, int64_t to, int tid);
   void gather(Unit& u, int buf);
   // The step (train_step.h).
-  void forward_rows(Unit& u, int buf, int64_t r0, int64_t r1);
-  void forward_blocks(Unit& u, int buf);
   void batch_logits(Unit& u, int par, int buf);
   void init_velocity(Unit& u);
   void prepare(Unit& u, int64_t t);
@@ -149,7 +147,6 @@ struct Run {
   static void apply2d(T* w, T* v, int64_t rows, int64_t n, int64_t ld, T c);
   static void apply_bias(T* b, T* v, const T* g, int64_t n, T mom, T a, T c);
   void step(Unit& u, int64_t t, bool next);
-  void sparse_W1_step(Unit& u, int64_t t, const T* dA, T a, T mom, T c, bool last);
   // Evaluation (train_eval.h).
   void eval_chunk(Item& it, T* sc, int tid);
   void add_eval_items(int64_t k, std::vector<Item>& items) const;

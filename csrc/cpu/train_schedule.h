@@ -48,8 +48,8 @@ class FlushDenormals {
 };
 
 // With the GIL: pending signals and progress(t); on error keep it set and stop.
-template <class T>
-inline void Run<T>::call_python(int64_t t) {
+template <class T, class L>
+inline void Run<T, L>::call_python(int64_t t) {
   py::gil_scoped_acquire gil;
   if (PyErr_CheckSignals() != 0) {
     abort = true;
@@ -64,20 +64,16 @@ inline void Run<T>::call_python(int64_t t) {
   }
 }
 
-template <class T>
-inline void Run<T>::run() {
+template <class T, class L>
+inline void Run<T, L>::run() {
   setup();
   run_dynamic();
-  if (sparse) {  // every row of W1 brought to the step its model stopped at
-    for (int64_t k = 0; k < K; ++k) catch_up(k, nullptr, m.D, units[k].clock);
-    transpose_W1(true);
-  } else
-    permute_W1(true);
+  w1.finish(*this);  // W1 back into theta, in the model's own layout
 }
 
 // Work on a job's items until none is left.
-template <class T>
-inline void Run<T>::work_on(EvalJob& job, T* sc, int tid) {
+template <class T, class L>
+inline void Run<T, L>::work_on(EvalJob& job, T* sc, int tid) {
   const int64_t n = int64_t(job.items.size());
   for (int64_t i = job.next.fetch_add(1); i < n; i = job.next.fetch_add(1)) {
     eval_chunk(job.items[i], sc, tid);
@@ -88,8 +84,8 @@ inline void Run<T>::work_on(EvalJob& job, T* sc, int tid) {
 // Models are independent: each thread takes the least advanced free model and runs a
 // chunk of its steps (up to its next evaluation), so no thread waits on another; idle
 // threads help with evaluations in progress.
-template <class T>
-inline void Run<T>::run_dynamic() {
+template <class T, class L>
+inline void Run<T, L>::run_dynamic() {
   std::mutex mu;
   std::vector<int64_t> pos(K, 0), next_eval(K, 0);
   std::vector<char> busy(K, 0), done(K, 0), prepared(K, 0);
@@ -101,7 +97,7 @@ inline void Run<T>::run_dynamic() {
 
   auto evaluate = [&](int64_t k, int64_t t, T* sc, int tid) {
     EvalJob& job = jobs[k];
-    if (sparse) snapshot(k, t, tid);
+    w1.to_date(*this, k, t, tid);
     job.items.clear();
     add_eval_items(k, job.items);
     job.next = 0;
@@ -164,6 +160,7 @@ inline void Run<T>::run_dynamic() {
         if (!finish) {
           int64_t stop = std::min(steps, t + chunk);
           if (next_eval[k] < E) stop = std::min(stop, evals[next_eval[k]]);
+          u.tid = tid;
           u.w = &works[tid];
           u.A = works[tid].A.data();
           u.Zpart = works[tid].Zpart.data();
