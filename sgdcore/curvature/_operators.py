@@ -59,7 +59,7 @@ class _CurvatureOperator(LinearOperator):
             V = V[:, None]
         Vt = np.ascontiguousarray(V.T, dtype=self.dtype)
         out = np.empty_like(Vt)
-        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, self.state)
+        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, state=self.state)
         finish(out, Vt, self.l2, self.reduction, self.X.shape[0])
         self.n_products += Vt.shape[0]
         return out.T
