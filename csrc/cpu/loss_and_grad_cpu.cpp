@@ -2,8 +2,7 @@
 // memory stays bounded for any N; the MLP's first layer through either implementation of
 // cpu/first_layer.h. The L2 term and the mean reduction are applied by the Python layer
 // (sgdcore/losses.py).
-#include "common/bind.h"
-#include "common/checks.h"
+#include "cpu/bind_data.h"
 #include "cpu/elementwise.h"
 #include "cpu/first_layer.h"
 
@@ -66,20 +65,6 @@ double loss_and_grad(FL& first, const Model& m, const T* theta, const T* X, cons
   return loss;
 }
 
-template <class T>
-double call(const Model& m, const py::array& theta, const py::array& X, const py::array& y,
-            const py::object& grad, bool sparse) {
-  const T* th = checked<T>(theta, "theta", {m.n_params()});
-  const T* x = checked<T>(X, "X", {-1, m.D});
-  const int64_t N = X.shape(0);
-  const int64_t* lab = checked_labels(y, N, m.C);
-  T* g = grad.is_none() ? nullptr : checked<T>(grad.cast<py::array>(), "grad", {m.n_params()}, true);
-  py::gil_scoped_release release;
-  return with_first_layer<T>(m, sparse, [&](auto& first) {
-    return loss_and_grad<T>(first, m, th, x, lab, N, g);
-  });
-}
-
 }  // namespace
 
 SGDCORE_BIND(loss_and_grad) {
@@ -88,8 +73,16 @@ SGDCORE_BIND(loss_and_grad) {
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::array& y, const py::object& grad, bool sparse) {
         const Model mod = checked_model(kind, D, H, C);
-        return is_float32(theta) ? call<float>(mod, theta, X, y, grad, sparse)
-                                 : call<double>(mod, theta, X, y, grad, sparse);
+        return by_dtype(theta, [&](auto t) {
+          using T = decltype(t);
+          const Data<T> d = checked_data<T>(mod, theta, X, &y);
+          T* g = grad.is_none() ? nullptr
+                                : checked<T>(grad.cast<py::array>(), "grad", {mod.n_params()}, true);
+          py::gil_scoped_release release;
+          return with_first_layer<T>(mod, sparse, [&](auto& first) {
+            return loss_and_grad<T>(first, mod, d.theta, d.X, d.y, d.N, g);
+          });
+        });
       },
       py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
       py::arg("y"), py::arg("grad") = py::none(), py::arg("sparse") = false,
