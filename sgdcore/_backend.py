@@ -109,10 +109,10 @@ def _check_signature(fn, contract, threads) -> str | None:
     if tuple(positional) != contract.params or variadic:
         have = ", ".join(positional + [f"*{v}" for v in variadic])
         return f"takes ({have}), the contract says ({', '.join(contract.params)})"
-    if keyword != passed:
+    if keyword != passed | set(contract.keywords):
         return (
-            f"takes keyword-only ({', '.join(sorted(keyword))}), its thread policy passes "
-            f"({', '.join(sorted(passed))})"
+            f"takes keyword-only ({', '.join(sorted(keyword))}), its contract and thread "
+            f"policy pass ({', '.join(sorted(passed | set(contract.keywords)))})"
         )
     return None
 

@@ -8,6 +8,7 @@ per row, each in ``[0, model.n_classes)``; and (by default) both are finite.
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,12 +53,75 @@ def check_int(name: str, value, minimum: int | None = None, maximum: int | None 
     return value
 
 
+#: Non-zero counts of the arrays :func:`check_finite` scanned lately: ``id(a) -> (weak
+#: reference to a, count)``, so that a kernel choosing its path by the density of the
+#: inputs (:func:`nonzeros`) does not read them a second time.
+_SCANNED: dict[int, tuple[weakref.ref, int]] = {}
+_SCANNED_MAX = 8
+_SCAN = []  # [sgdcore._cpu.scan_inputs or None], looked up on first use
+
+
+def _scanner():
+    """The C++ one-pass scan ``a -> (all finite, non-zero count)``, or None without the
+    C++ extension.
+    """
+    if not _SCAN:
+        try:
+            from ._cpu import scan_inputs
+        except ImportError:
+            scan_inputs = None
+        _SCAN.append(scan_inputs)
+    return _SCAN[0]
+
+
+def _scannable(a) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype in FLOATS and a.flags.c_contiguous
+
+
+def _remember(a: np.ndarray, count: int) -> None:
+    _SCANNED.pop(id(a), None)
+    while len(_SCANNED) >= _SCANNED_MAX:
+        _SCANNED.pop(next(iter(_SCANNED)), None)
+    _SCANNED[id(a)] = (weakref.ref(a), count)
+
+
+def forget_scan(a) -> None:
+    """Drop what :func:`check_finite` remembered of ``a`` (its entries may have changed
+    since, unchecked).
+    """
+    _SCANNED.pop(id(a), None)
+
+
 def check_finite(name: str, a: np.ndarray) -> None:
-    """Raise if ``a`` holds NaN or inf (one reduction; a second pass only on failure)."""
-    if a.size and not np.isfinite(a.sum()) and not np.isfinite(a).all():
+    """Raise if ``a`` holds NaN or inf, naming ``name`` and the first bad index.
+
+    A C-contiguous float array is read once by the C++ extension, which also counts its
+    non-zero entries for :func:`nonzeros`; otherwise one NumPy reduction (a second pass
+    only on failure).
+    """
+    if not a.size:
+        return
+    scan = _scanner() if _scannable(a) else None
+    if scan is not None:
+        finite, count = scan(a)
+        _remember(a, count)
+    else:
+        finite = np.isfinite(a.sum()) or np.isfinite(a).all()
+    if not finite:
         bad = np.argwhere(~np.isfinite(a))[0]
         where = ", ".join(map(str, bad))
         raise ValueError(f"{name} contains NaN or inf (first at index [{where}])")
+
+
+def nonzeros(a: np.ndarray) -> int:
+    """The number of non-zero entries of ``a``: remembered from the pass of
+    :func:`check_finite` over it when the caller checked it, else counted now (one pass).
+    """
+    seen = _SCANNED.get(id(a))
+    if seen is not None and seen[0]() is a:
+        return seen[1]
+    scan = _scanner() if _scannable(a) else None
+    return int(scan(a)[1]) if scan is not None else int(np.count_nonzero(a))
 
 
 def check_model(model) -> Model:
@@ -101,6 +165,8 @@ def check_X(model: Model, X, dtype: np.dtype, *, finite: bool = True) -> np.ndar
         raise ValueError("X must be C-contiguous; pass np.ascontiguousarray(X)")
     if finite:
         check_finite("X", X)
+    else:
+        forget_scan(X)
     return X
 
 

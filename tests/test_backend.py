@@ -105,10 +105,28 @@ def test_every_registered_kernel_follows_its_contract():
             "loss_and_grad",
             {"threads": contracts.OwnWhen(lambda *a: True, keyword="sparse")},
             "model, theta, X, y, grad",
-            r"keyword-only \(\), its thread policy passes \(sparse\)",
+            r"keyword-only \(\), its contract and thread policy pass \(sparse\)",
         ),
+        (
+            "hvp",
+            {},
+            "model, theta, X, y, Vt, out, state=None",
+            r"takes \(model, theta, X, y, Vt, out, state\), the contract says \(model, theta, "
+            r"X, y, Vt, out\)",
+        ),
+        ("hvp", {}, "model, theta, X, y, Vt, out", r"keyword-only \(\), its contract .* \(state\)"),
     ],
-    ids=["quantity", "names", "variadic", "threads", "flags", "kinds", "policy-keyword"],
+    ids=[
+        "quantity",
+        "names",
+        "variadic",
+        "threads",
+        "flags",
+        "kinds",
+        "policy-keyword",
+        "state-by-position",
+        "state-missing",
+    ],
 )
 def test_register_refuses_a_kernel_off_contract(quantity, kw, signature, message):
     namespace = {}

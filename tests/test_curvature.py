@@ -464,4 +464,7 @@ def test_cpp_operator_decides_the_first_layer_once(monkeypatch, zeros):
         raise AssertionError("the non-zeros of X were counted again")
 
     monkeypatch.setattr(cpp_sparse, "sparse_inputs", counted)
+    monkeypatch.setattr(cpp_sparse, "nonzeros", counted)
+    monkeypatch.setattr(sgdcore._validate, "_SCAN", [counted])  # nor read by a check
     assert rel_err(op.matmat(V), fresh) <= 1e-12
+    assert rel_err(op.matvec(V[:, 0]), fresh[:, 0]) <= 1e-12

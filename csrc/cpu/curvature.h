@@ -59,11 +59,11 @@ template <class T> void output_curvature(const Model& m, const T* Pm, T* R, int6
 }
 
 // State of the forward pass over all N examples: A[N, H] = relu(X W1^T + b1) (MLP only)
-// and Pm[N, K], the output probabilities; the first layer through FL (first_layer.h).
+// and Pm[N, K], the output probabilities; the first layer through `first` (first_layer.h).
 template <class T, class FL>
-void forward_state_with(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm) {
+void forward_state_with(FL& first, const Model& m, const T* theta, const T* X, int64_t N, T* A,
+                        T* Pm) {
   const int64_t rows = rows_per_chunk<T>(m, N), K = m.K(), H = m.H;
-  FL first(m);
   first.weights(theta);
   for (int64_t s = 0; s < N; s += rows) {
     const int64_t n = std::min(rows, N - s);
@@ -77,10 +77,9 @@ void forward_state_with(const Model& m, const T* theta, const T* X, int64_t N, T
 template <class T>
 void forward_state(const Model& m, const T* theta, const T* X, int64_t N, T* A, T* Pm,
                    bool sparse) {
-  if (sparse && m.kind == Kind::MLP)
-    forward_state_with<T, SparseFirstLayer<T>>(m, theta, X, N, A, Pm);
-  else
-    forward_state_with<T, DenseFirstLayer<T>>(m, theta, X, N, A, Pm);
+  with_first_layer<T>(m, sparse, [&](auto& first) {
+    forward_state_with<T>(first, m, theta, X, N, A, Pm);
+  });
 }
 
 // Logistic regression over rows [s0, s1): Out[k, P] += X~^T (H_out (X~ v_j)) for each
@@ -178,7 +177,7 @@ void logistic_products(const Model& m, const T* theta, const T* X, int64_t N, co
   }
 }
 
-// The MLP's products (see curvature_products), the first layer through FL
+// The MLP's products (see curvature_products), the first layer through `first`
 // (first_layer.h). Forward: a = W1 x + b1, h = relu(a), z = W2 h + b2, p = softmax(z),
 // delta = p - e_y. R-pass along v = (V1, c1, V2, c2):
 //   R(a) = V1 x + c1, R(h) = relu'(a) R(a), R(z) = W2 R(h) + V2 h + c2,
@@ -190,13 +189,13 @@ void logistic_products(const Model& m, const T* theta, const T* X, int64_t N, co
 // products with X are the first layer's (the forward's, R(a)'s and R(dW1)'s); the others
 // run on FL's slices of rows or columns (FL::by_rows).
 template <class T, class FL>
-void mlp_products(const Model& m, const T* theta, const int64_t* y, const T* X, int64_t N,
-                  const T* Vt, int64_t k, T* Out, bool exact, const T* stA, const T* stPm) {
+void mlp_products(FL& first, const Model& m, const T* theta, const int64_t* y, const T* X,
+                  int64_t N, const T* Vt, int64_t k, T* Out, bool exact, const T* stA,
+                  const T* stPm) {
   const int64_t P = m.n_params(), H = m.H, C = m.C;
   const int64_t rows = rows_per_chunk<T>(m, N);
   const bool have_state = stPm != nullptr;
   const T* W2 = theta + m.off_W2();
-  FL first(m);
   if (!have_state) first.weights(theta);
   first.directions(Vt, k);
   AlignedArray<T> own_A, own_R;
@@ -283,10 +282,10 @@ void curvature_products(const Model& m, const T* theta, const T* X, const int64_
   std::fill(Out, Out + k * m.n_params(), T(0));
   if (m.kind != Kind::MLP)
     logistic_products(m, theta, X, N, Vt, k, Out, stPm);
-  else if (sparse)
-    mlp_products<T, SparseFirstLayer<T>>(m, theta, y, X, N, Vt, k, Out, exact, stA, stPm);
   else
-    mlp_products<T, DenseFirstLayer<T>>(m, theta, y, X, N, Vt, k, Out, exact, stA, stPm);
+    with_first_layer<T>(m, sparse, [&](auto& first) {
+      mlp_products<T>(first, m, theta, y, X, N, Vt, k, Out, exact, stA, stPm);
+    });
 }
 
 // Out[P, P] = sum_i J_i^T H_out,i J_i for logistic regression (= the Hessian of the summed

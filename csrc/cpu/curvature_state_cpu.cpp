@@ -1,7 +1,7 @@
 // The forward state that curvature products reuse across many directions: the MLP's
 // hidden activations A [N, H] and the output probabilities P [N, K] (K = 1, sigmoid, for
 // the binary model). HessianOperator caches it when it fits its memory budget.
-#include "common/bind.h"
+#include "cpu/bind_data.h"
 #include "cpu/curvature.h"
 
 namespace sgdcore::cpu::curv {
@@ -9,9 +9,8 @@ namespace sgdcore::cpu::curv {
 template <class T>
 void call_state(const Model& m, const py::array& theta, const py::array& X,
                 const py::object& A, const py::array& Pm, bool sparse) {
-  const T* th = sgdcore::checked<T>(theta, "theta", {m.n_params()});
-  const T* x = sgdcore::checked<T>(X, "X", {-1, m.D});
-  const int64_t N = X.shape(0);
+  const Data<T> d = checked_data<T>(m, theta, X);
+  const int64_t N = d.N;
   T* p = sgdcore::checked<T>(Pm, "state_P", {N, m.K()}, true);
   T* a = nullptr;
   py::array keep;
@@ -24,7 +23,7 @@ void call_state(const Model& m, const py::array& theta, const py::array& X,
     SGD_CHECK(A.is_none(), "logistic models take no state_A");
   }
   py::gil_scoped_release release;
-  forward_state(m, th, x, N, a, p, sparse);
+  forward_state(m, d.theta, d.X, N, a, p, sparse);
 }
 
 SGDCORE_BIND(curvature_state) {
@@ -33,10 +32,9 @@ SGDCORE_BIND(curvature_state) {
       [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
          const py::object& state_A, const py::array& state_P, bool sparse) {
         const Model mod = checked_model(kind, D, H, C);
-        if (is_float32(theta))
-          call_state<float>(mod, theta, X, state_A, state_P, sparse);
-        else
-          call_state<double>(mod, theta, X, state_A, state_P, sparse);
+        by_dtype(theta, [&](auto t) {
+          call_state<decltype(t)>(mod, theta, X, state_A, state_P, sparse);
+        });
       },
       py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
       py::arg("state_A"), py::arg("state_P"), py::arg("sparse") = false,

@@ -1,15 +1,23 @@
 // The MLP's first layer, the one product with the inputs X [N, D], in two implementations
-// with the same members, so that the curvature kernels are written once against either:
-//   DenseFirstLayer   GEMMs with X's rows and W1 [H, D] in place (threaded BLAS).
+// with the same members, so that loss_and_grad and the curvature kernels are written once
+// against either, and the choice is made once per call (with_first_layer):
+//   DenseFirstLayer   GEMMs with X's rows and W1 [H, D] in place (threaded BLAS); it also
+//                     serves the logistic models, whose one layer is their product with X.
 //   SparseFirstLayer  X's non-zeros (cpu/sparse_inputs.h), W1 and the directions' blocks
 //                     held transposed, [D, ld]; the work shared among the OpenMP team
-//                     (the caller keeps BLAS on one thread).
+//                     (the caller keeps BLAS on one thread). MLP only.
 // Members, for one call over chunks of rows:
-//   weights(m, theta)        W1 as the forward reads it
-//   directions(m, Vt, k)     the W1 blocks of k directions Vt[k, P]; their products zeroed
+//   weights(theta)           W1 as the forward reads it
+//   directions(Vt, k)        the W1 blocks of k directions Vt[k, P]; their products zeroed
+//                            (sparse, Vt null: the zeroed output blocks only)
 //   load(X, s, n)            rows [s, s + n) as the chunk
-//   forward(theta, A, Z)     A[n, H] = relu(Xc W1^T + b1), Z[n, C] logits of the chunk
+//   forward(theta, A, Z)     A[n, H] = relu(Xc W1^T + b1), Z[n, K] logits of the chunk
 //   by_rows(w, f)            f(r0, r1) over [0, w): whole (dense) or a slice per thread
+//   hidden_ld()              row stride of the [n, H] operands the layer reads (G below)
+//   add_grad(G, lg, g, beta) W1's gradient block = beta * block + G^T Xc, G [n, H] (rows lg
+//                            apart; logistic: the residual [n, K]); beta 0 on a call's first
+//                            chunk. The sparse layer holds the block transposed until
+//   finish_grad(g)           writes it into the gradient g[P]
 //   direction_times(j, R, lr)        R[n, H] (rows lr apart) = Xc V1_j^T
 //   add_direction_grad(j, G, lg, O)  O's W1 block (direction j's output) += G^T Xc
 //   finish(Out, k)           the directions' W1 blocks into Out[k, P]
@@ -42,6 +50,16 @@ class DenseFirstLayer {
   void by_rows(int64_t w, F f) const {
     f(int64_t(0), w);
   }
+  int64_t hidden_ld() const { return m_.H; }
+  void add_grad(const T* G, int64_t lg, T* g, T beta) const {
+    const int64_t D = m_.D;
+    if (m_.kind != Kind::MLP && m_.K() == 1)  // the binary model's residual is a vector
+      blas::gemv<T>(true, n_, D, T(1), Xc_, D, G, beta, g + m_.off_W1());
+    else
+      blas::gemm<T>(true, false, m_.kind == Kind::MLP ? m_.H : m_.K(), D, n_, T(1), G, lg, Xc_,
+                    D, beta, g + m_.off_W1(), D);
+  }
+  void finish_grad(T*) const {}
   void direction_times(int64_t j, T* R, int64_t lr) const {
     const int64_t D = m_.D;
     blas::gemm<T>(false, true, n_, m_.H, D, T(1), Xc_, D, Vt_ + j * m_.n_params() + m_.off_W1(),
@@ -74,11 +92,11 @@ class SparseFirstLayer {
   }
   void directions(const T* Vt, int64_t k) {
     const int64_t D = m_.D, H = m_.H, P = m_.n_params(), ld = ld_;
-    V1T_ = reused_scratch<T>(1, k * D * ld, own_[1]);
+    V1T_ = Vt ? reused_scratch<T>(1, k * D * ld, own_[1]) : nullptr;
     O1T_ = reused_scratch<T>(2, k * D * ld, own_[2]);
     split_rows(D, [&](int64_t d0, int64_t d1) {
       for (int64_t j = 0; j < k; ++j) {
-        transpose_into(Vt + j * P + m_.off_W1(), H, D, d0, d1, V1T_ + j * D * ld, ld);
+        if (Vt) transpose_into(Vt + j * P + m_.off_W1(), H, D, d0, d1, V1T_ + j * D * ld, ld);
         std::fill(O1T_ + (j * D + d0) * ld, O1T_ + (j * D + d1) * ld, T(0));
       }
     });
@@ -98,6 +116,13 @@ class SparseFirstLayer {
   void by_rows(int64_t w, F f) const {
     split_rows(w, f);
   }
+  int64_t hidden_ld() const { return ld_; }
+  // The gradient's block is direction 0's output block (a call takes one or the other).
+  void add_grad(const T* G, int64_t lg, T*, T beta) {
+    if (beta == T(0)) directions(nullptr, 1);
+    add_direction_grad(0, G, lg, nullptr);
+  }
+  void finish_grad(T* g) const { finish(g, 1); }
   void direction_times(int64_t j, T* R, int64_t lr) const {
     chunk_.times(V1T_ + j * m_.D * ld_, ld_, m_.H, R, lr);
   }
@@ -119,5 +144,17 @@ class SparseFirstLayer {
   T *W1T_ = nullptr, *V1T_ = nullptr, *O1T_ = nullptr;
   SparseChunk<T> chunk_;
 };
+
+// f(first) with the first layer a call takes: the sparse one for an MLP when `sparse`,
+// else the dense one. The one place the choice is made.
+template <class T, class F>
+auto with_first_layer(const Model& m, bool sparse, F&& f) {
+  if (sparse && m.kind == Kind::MLP) {
+    SparseFirstLayer<T> first(m);
+    return f(first);
+  }
+  DenseFirstLayer<T> first(m);
+  return f(first);
+}
 
 }  // namespace sgdcore::cpu

@@ -2,7 +2,7 @@
 // them: a dense layer z = W a + b contributes (delta_i . delta_j)(a_i . a_j + 1), so the
 // whole matrix is a sum of Hadamard products of four (MLP) or two (logistic) GEMMs.
 // Memory O(N^2 + N (H + K)); used for the exact spectrum of the noise covariance.
-#include "common/bind.h"
+#include "cpu/bind_data.h"
 #include "cpu/per_example.h"
 
 namespace sgdcore::cpu {
@@ -36,31 +36,17 @@ void grad_gram(const Model& m, const T* theta, const T* X, const int64_t* y, int
   }
 }
 
-template <class T>
-void call(const Model& m, const py::array& theta, const py::array& X, const py::array& y,
-          const py::array& out) {
-  const T* th = checked<T>(theta, "theta", {m.n_params()});
-  const T* x = checked<T>(X, "X", {-1, m.D});
-  const int64_t N = X.shape(0);
-  const int64_t* lab = checked_labels(y, N, m.C);
-  T* o = checked<T>(out, "out", {N, N}, true);
-  py::gil_scoped_release release;
-  grad_gram(m, th, x, lab, N, o);
-}
-
 }  // namespace
 
 SGDCORE_BIND(grad_gram) {
-  m.def(
-      "grad_gram",
-      [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
-         const py::array& y, const py::array& out) {
-        const Model mod = checked_model(kind, D, H, C);
-        is_float32(theta) ? call<float>(mod, theta, X, y, out)
-                          : call<double>(mod, theta, X, y, out);
+  def_on_data(
+      m, "grad_gram",
+      [](const Model& mod, auto d, const py::array& out) {
+        using T = typename decltype(d)::value_type;
+        T* o = checked<T>(out, "out", {d.N, d.N}, true);
+        py::gil_scoped_release release;
+        grad_gram(mod, d.theta, d.X, d.y, d.N, o);
       },
-      py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
-      py::arg("y"), py::arg("out"),
       "Write the Gram matrix of the per-example gradients, g_i . g_j, into `out` [N, N].");
 }
 

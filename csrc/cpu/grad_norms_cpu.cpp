@@ -1,7 +1,7 @@
 // Squared norms of the per-example gradients without forming them: one forward pass and
 // the backpropagated residuals per chunk, then |g_i|^2 = sum over dense layers of
 // |delta_i|^2 (|a_i|^2 + 1). Memory O(chunk * (H + K)), never O(N * P).
-#include "common/bind.h"
+#include "cpu/bind_data.h"
 #include "cpu/per_example.h"
 
 namespace sgdcore::cpu {
@@ -19,31 +19,17 @@ void grad_sqnorms(const Model& m, const T* theta, const T* X, const int64_t* y, 
   }
 }
 
-template <class T>
-void call(const Model& m, const py::array& theta, const py::array& X, const py::array& y,
-          const py::array& out) {
-  const T* th = checked<T>(theta, "theta", {m.n_params()});
-  const T* x = checked<T>(X, "X", {-1, m.D});
-  const int64_t N = X.shape(0);
-  const int64_t* lab = checked_labels(y, N, m.C);
-  T* o = checked<T>(out, "out", {N}, true);
-  py::gil_scoped_release release;
-  grad_sqnorms(m, th, x, lab, N, o);
-}
-
 }  // namespace
 
 SGDCORE_BIND(per_example_grad_sqnorms) {
-  m.def(
-      "per_example_grad_sqnorms",
-      [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
-         const py::array& y, const py::array& out) {
-        const Model mod = checked_model(kind, D, H, C);
-        is_float32(theta) ? call<float>(mod, theta, X, y, out)
-                          : call<double>(mod, theta, X, y, out);
+  def_on_data(
+      m, "per_example_grad_sqnorms",
+      [](const Model& mod, auto d, const py::array& out) {
+        using T = typename decltype(d)::value_type;
+        T* o = checked<T>(out, "out", {d.N}, true);
+        py::gil_scoped_release release;
+        grad_sqnorms(mod, d.theta, d.X, d.y, d.N, o);
       },
-      py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
-      py::arg("y"), py::arg("out"),
       "Write |dCE_i/dtheta|^2 of each example into `out` [N], without forming the gradients.");
 }
 

@@ -4,7 +4,7 @@
 // written in parallel, and logistic chunks are small enough that X is read once.
 #include <cstdint>
 
-#include "common/bind.h"
+#include "cpu/bind_data.h"
 #include "cpu/per_example.h"
 
 #if defined(__SSE2__)
@@ -135,31 +135,17 @@ bool per_example_grads(const Model& m, const T* theta, const T* X, const int64_t
   return nonfinite == T(0);
 }
 
-template <class T>
-bool call(const Model& m, const py::array& theta, const py::array& X, const py::array& y,
-          const py::array& out) {
-  const T* th = checked<T>(theta, "theta", {m.n_params()});
-  const T* x = checked<T>(X, "X", {-1, m.D});
-  const int64_t N = X.shape(0);
-  const int64_t* lab = checked_labels(y, N, m.C);
-  T* o = checked<T>(out, "out", {N, m.n_params()}, true);
-  py::gil_scoped_release release;
-  return per_example_grads(m, th, x, lab, N, o);
-}
-
 }  // namespace
 
 SGDCORE_BIND(per_example_grads) {
-  m.def(
-      "per_example_grads",
-      [](int kind, int64_t D, int64_t H, int64_t C, const py::array& theta, const py::array& X,
-         const py::array& y, const py::array& out) {
-        const Model mod = checked_model(kind, D, H, C);
-        return is_float32(theta) ? call<float>(mod, theta, X, y, out)
-                                 : call<double>(mod, theta, X, y, out);
+  def_on_data(
+      m, "per_example_grads",
+      [](const Model& mod, auto d, const py::array& out) {
+        using T = typename decltype(d)::value_type;
+        T* o = checked<T>(out, "out", {d.N, mod.n_params()}, true);
+        py::gil_scoped_release release;
+        return per_example_grads(mod, d.theta, d.X, d.y, d.N, o);
       },
-      py::arg("kind"), py::arg("D"), py::arg("H"), py::arg("C"), py::arg("theta"), py::arg("X"),
-      py::arg("y"), py::arg("out"),
       "Write the gradient of each example's cross-entropy into the rows of `out` [N, P]; "
       "returns False when a value written is NaN or inf.");
 }

@@ -67,7 +67,7 @@ class _CurvatureOperator(LinearOperator):
     def _products(self, Vt):
         """``A V`` as ``[k, P]`` from ``Vt = V^T`` (C-contiguous, on the data's side)."""
         out = namespace(Vt).empty_like(Vt)
-        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, self.state)
+        self._kernel(self.model, self.theta, self.X, self.y, Vt, out, state=self.state)
         finish(out, Vt, self.l2, self.reduction, self.X.shape[0])
         self.n_products += Vt.shape[0]
         return out

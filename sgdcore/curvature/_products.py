@@ -43,10 +43,10 @@ def _products(quantity, model, theta, X, y, v, reduction, l2, out, backend, chec
         raise ValueError("out must not share memory with v")
     _, kernel = get_kernel(model, quantity, backend, (theta, X))
     if v.ndim == 1:
-        kernel(model, theta, X, y, xp.ascontiguousarray(v)[None, :], res[None, :], None)
+        kernel(model, theta, X, y, xp.ascontiguousarray(v)[None, :], res[None, :])
     else:
         out_t = xp.empty((v.shape[1], v.shape[0]), dtype=theta.dtype)
-        kernel(model, theta, X, y, xp.ascontiguousarray(v.T), out_t, None)
+        kernel(model, theta, X, y, xp.ascontiguousarray(v.T), out_t)
         res[...] = out_t.T
     finish(res, v, l2, reduction, X.shape[0])
     return res
@@ -217,5 +217,5 @@ def hessian(
             stop = min(P, start + HESSIAN_BLOCK)
             E = xp.zeros((stop - start, P), dtype=theta.dtype)
             E[xp.arange(stop - start), xp.arange(start, stop)] = 1
-            kernel(model, theta, X, y, E, res[start:stop], state)
+            kernel(model, theta, X, y, E, res[start:stop], state=state)
     return finish(res, None, l2, reduction, X.shape[0])

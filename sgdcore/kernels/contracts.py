@@ -79,12 +79,16 @@ class Contract:
         What it computes and writes (the Python layer adds L2 terms and reductions).
     kinds : tuple of str
         The model kinds the quantity is defined for.
+    keywords : tuple of str
+        The kernel's optional keyword-only parameters (passed by name, never found by
+        position).
     """
 
     name: str
     params: tuple[str, ...]
     computes: str
     kinds: tuple[str, ...] = MODEL_KINDS
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,8 @@ class TrainJob:
 
 _PRODUCTS = (
     "writes ``out[j] = sum_i G_i Vt[j]`` for the k rows of ``Vt [k, P]``, with ``G_i`` "
-    "the {what} of ``CE_i``; ``state`` is None or ``(A, Pm)`` from ``curvature_state``"
+    "the {what} of ``CE_i``; keyword ``state`` is None or ``(A, Pm)`` from "
+    "``curvature_state``"
 )
 
 #: Every quantity a backend may provide.
@@ -191,13 +196,15 @@ CONTRACTS = {
         ),
         Contract(
             "hvp",
-            ("model", "theta", "X", "y", "Vt", "out", "state"),
+            ("model", "theta", "X", "y", "Vt", "out"),
             _PRODUCTS.format(what="Hessian"),
+            keywords=("state",),
         ),
         Contract(
             "ggn_vp",
-            ("model", "theta", "X", "y", "Vt", "out", "state"),
+            ("model", "theta", "X", "y", "Vt", "out"),
             _PRODUCTS.format(what="Gauss-Newton part ``J_i^T H_out,i J_i``"),
+            keywords=("state",),
         ),
         Contract(
             "curvature_state",

@@ -22,12 +22,12 @@ def _products(fn, model, theta, X, y, Vt, out, state, sparse):
 
 
 @register("hvp", "cpp", threads=SPARSE_OWN)
-def hvp(model, theta, X, y, Vt, out, state=None, *, sparse):
+def hvp(model, theta, X, y, Vt, out, *, state=None, sparse):
     _products(_cpu.hvp, model, theta, X, y, Vt, out, state, sparse)
 
 
 @register("ggn_vp", "cpp", threads=SPARSE_OWN)
-def ggn_vp(model, theta, X, y, Vt, out, state=None, *, sparse):
+def ggn_vp(model, theta, X, y, Vt, out, *, state=None, sparse):
     _products(_cpu.ggn_vp, model, theta, X, y, Vt, out, state, sparse)
 
 

@@ -9,8 +9,7 @@ which they still call for the small output-layer products, then stays on one thr
 
 from __future__ import annotations
 
-import numpy as np
-
+from ..._validate import nonzeros
 from ..contracts import OwnWhen
 
 #: Largest fraction of non-zero inputs at which an MLP's first layer runs on the
@@ -20,13 +19,16 @@ SPARSE_DENSITY = 0.25
 
 
 def density(X) -> float:
-    """Fraction of the entries of ``X`` that are non-zero."""
-    return np.count_nonzero(X) / max(1, X.size)
+    """Fraction of the entries of ``X`` that are non-zero; the count comes from the pass
+    that checked ``X`` for NaN and inf when there was one (:func:`sgdcore._validate.nonzeros`).
+    """
+    return nonzeros(X) / max(1, X.size)
 
 
 def sparse_inputs(model, X) -> bool:
     """Whether the kernels take an MLP's first layer on the non-zeros of ``X``."""
     return model.kind == "mlp" and density(X) <= SPARSE_DENSITY
+
 
 class ForwardState(tuple):
     """The C++ curvature kernels' forward state ``(A, P)`` of one data set, with the
@@ -43,9 +45,9 @@ class ForwardState(tuple):
         return state
 
 
-def _sparse_call(model, theta, X, *rest, **kwargs):
-    # A product given X's forward state reuses the path decided when the state was made.
-    state = kwargs.get("state", rest[3] if len(rest) > 3 else None)
+def _sparse_call(model, theta, X, *_, state=None):
+    # A product given X's forward state (keyword-only in the products' contract) reuses
+    # the path decided when the state was made.
     if isinstance(state, ForwardState):
         return state.sparse
     return sparse_inputs(model, X)

@@ -96,12 +96,12 @@ def _products(model, theta, X, y, Vt, out, state, exact):
 
 
 @register("hvp", "cuda", threads="blas")
-def hvp(model, theta, X, y, Vt, out, state=None):
+def hvp(model, theta, X, y, Vt, out, *, state=None):
     _products(model, theta, X, y, Vt, out, state, True)
 
 
 @register("ggn_vp", "cuda", threads="blas")
-def ggn_vp(model, theta, X, y, Vt, out, state=None):
+def ggn_vp(model, theta, X, y, Vt, out, *, state=None):
     _products(model, theta, X, y, Vt, out, state, False)
 
 

@@ -145,12 +145,12 @@ def _call(model, theta, X, y, Vt, out, state, exact):
 
 
 @register("hvp", "numba", threads="blas")
-def hvp(model, theta, X, y, Vt, out, state=None):
+def hvp(model, theta, X, y, Vt, out, *, state=None):
     _call(model, theta, X, y, Vt, out, state, True)
 
 
 @register("ggn_vp", "numba", threads="blas")
-def ggn_vp(model, theta, X, y, Vt, out, state=None):
+def ggn_vp(model, theta, X, y, Vt, out, *, state=None):
     _call(model, theta, X, y, Vt, out, state, False)
 
 

@@ -105,12 +105,12 @@ def _products(model, theta, X, y, Vt, out, state, exact):
 
 
 @register("hvp", "numpy", threads="blas")
-def hvp(model, theta, X, y, Vt, out, state=None):
+def hvp(model, theta, X, y, Vt, out, *, state=None):
     _products(model, theta, X, y, Vt, out, state, True)
 
 
 @register("ggn_vp", "numpy", threads="blas")
-def ggn_vp(model, theta, X, y, Vt, out, state=None):
+def ggn_vp(model, theta, X, y, Vt, out, *, state=None):
     _products(model, theta, X, y, Vt, out, state, False)
 
 
