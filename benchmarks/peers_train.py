@@ -398,7 +398,7 @@ def sweep(
                 accs[name][B] = float(np.mean(acc))
         for name in ready:
             print(
-                f"  B={B:5d} {name:16s} {times[name][B]:8.2f} s  acc {accs[name][B]:.4f}",
+                f"  B={B:5d} {name:24s} {times[name][B]:8.2f} s  acc {accs[name][B]:.4f}",
                 file=out,
                 flush=True,
             )
@@ -436,7 +436,7 @@ def _report(times, accs, floors, sizes, kind, out):
     print("\nfinal test accuracy (mean of seeds):", file=out)
     for n in cols:
         print(
-            f"  {n:16s} " + " ".join(f"B={B}:{accs[n][B]:.3f}" for B in sizes if B in accs[n]),
+            f"  {n:24s} " + " ".join(f"B={B}:{accs[n][B]:.3f}" for B in sizes if B in accs[n]),
             file=out,
         )
     if HEADLINE not in tot:
