@@ -1,5 +1,11 @@
 """Curvature and evidence: HVP / GGN products, the forward state, the dense logistic
-Hessian, top Hessian eigenvalues, Hutch++ and the logistic evidence path."""
+Hessian, top Hessian eigenvalues, Hutch++ and the logistic evidence path.
+
+The products run on dense inputs and on sparse digits (the ``inputs`` parameter,
+``benchmarks.common.INPUTS``); ``time_`` times the default call (a fresh output,
+``check_finite=True``), ``time_prealloc_nocheck_`` the faster form (``out=``,
+``check_finite=False``).
+"""
 
 from __future__ import annotations
 
@@ -9,55 +15,64 @@ import sgdcore
 from sgdcore import curvature, evidence
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import BACKENDS, MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, INPUTS, MLP_SHAPE, inputs, require
 
 
-def _problem(model_name, dtype, n=None):
+def _problem(model_name, dtype, n=None, kind="digits"):
     if model_name == "mlp":
         model = MLP(*MLP_SHAPE)
         n = n or 1000
     else:
         model = LogisticRegression(784)
         n = n or 10_000
-    X, y = mnist_like(n, model.n_classes, dtype)
+    X, y = inputs(kind, n, model.n_classes, dtype)
     theta = model.init(0, dtype)
     if model.kind != "mlp":
         theta *= 0.1
     return model, theta, X, y
 
 
-class CurvatureProducts:
-    """Exact HVP and GGN products: MLP 784-800-10 on 1,000 digits, binary logistic on
-    10,000; one direction or a block of 8."""
+class _Products:
+    """A curvature product (``PRODUCT``): MLP 784-800-10 on 1,000 examples, binary
+    logistic on 10,000; one direction or a block of 8."""
 
-    QUANTITY = ("hvp", "ggn_vp")
-    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [1, 8])
-    param_names = ["backend", "dtype", "model", "k"]
+    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [1, 8], INPUTS)
+    param_names = ["backend", "dtype", "model", "k", "inputs"]
 
-    def setup(self, backend, dtype, model, k):
+    def setup(self, backend, dtype, model, k, kind):
         require(backend, self.QUANTITY)
-        self.model, self.theta, self.X, self.y = _problem(model, dtype)
+        self.model, self.theta, self.X, self.y = _problem(model, dtype, kind=kind)
         rng = np.random.default_rng(1)
         shape = (self.model.n_params,) if k == 1 else (self.model.n_params, k)
         self.v = rng.standard_normal(shape).astype(dtype)
         self.out = np.empty_like(self.v)
         self.backend = backend
-        self.time_hvp(backend, dtype, model, k)  # compile / warm up
-        self.time_ggn_vp(backend, dtype, model, k)
+        self.time_prealloc_nocheck_product(backend, dtype, model, k, kind)  # warm up
 
-    def time_hvp(self, backend, dtype, model, k):
-        sgdcore.hvp(self.model, self.theta, self.X, self.y, self.v, out=self.out, backend=backend)
+    def _run(self, **kw):
+        f = getattr(sgdcore, self.QUANTITY)
+        f(self.model, self.theta, self.X, self.y, self.v, backend=self.backend, **kw)
 
-    def peakmem_hvp(self, backend, dtype, model, k):
-        sgdcore.hvp(self.model, self.theta, self.X, self.y, self.v, backend=backend)
+    def time_product(self, backend, dtype, model, k, kind):
+        self._run()
 
-    def time_ggn_vp(self, backend, dtype, model, k):
-        sgdcore.ggn_vp(
-            self.model, self.theta, self.X, self.y, self.v, out=self.out, backend=backend
-        )
+    def time_prealloc_nocheck_product(self, backend, dtype, model, k, kind):
+        self._run(out=self.out, check_finite=False)
 
-    def peakmem_ggn_vp(self, backend, dtype, model, k):
-        sgdcore.ggn_vp(self.model, self.theta, self.X, self.y, self.v, backend=backend)
+    def peakmem_product(self, backend, dtype, model, k, kind):
+        self._run()
+
+
+class HessianVectorProduct(_Products):
+    """``sgdcore.hvp``: the exact Hessian times one direction or a block of 8."""
+
+    QUANTITY = "hvp"
+
+
+class GGNVectorProduct(_Products):
+    """``sgdcore.ggn_vp``: the Gauss-Newton matrix times one direction or a block of 8."""
+
+    QUANTITY = "ggn_vp"
 
 
 class CurvatureState:

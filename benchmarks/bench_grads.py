@@ -1,4 +1,10 @@
-"""Per-example gradients, their norms and gradient-noise statistics, per backend."""
+"""Per-example gradients, their norms and gradient-noise statistics, per backend.
+
+The kernels that read X in the MLP's first layer run on dense inputs and on sparse digits
+(the ``inputs`` parameter, ``benchmarks.common.INPUTS``). ``time_`` times the default call
+(a fresh output, ``check_finite=True``); ``time_prealloc_nocheck_`` (``out=``,
+``check_finite=False``) and ``time_nocheck_`` the faster forms.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,14 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import BACKENDS, MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, INPUTS, MLP_SHAPE, inputs, require
 
 DTYPES = ["float32", "float64"]
 
 
-def _mlp(n, dtype):
+def _mlp(n, dtype, kind="digits"):
     model = MLP(*MLP_SHAPE)
-    X, y = mnist_like(n, 10, dtype)
+    X, y = inputs(kind, n, 10, dtype)
     return model, model.init(0, dtype), X, y
 
 
@@ -23,54 +29,60 @@ class PerExampleGrads:
     float32) and binary logistic regression at N = 10,000 (63 MB in float64)."""
 
     QUANTITY = "per_example_grads"
-    params = (BACKENDS, DTYPES, ["mlp-128", "logistic-10000"])
-    param_names = ["backend", "dtype", "case"]
+    params = (BACKENDS, DTYPES, ["mlp-128", "logistic-10000"], INPUTS)
+    param_names = ["backend", "dtype", "case", "inputs"]
 
-    def setup(self, backend, dtype, case):
+    def setup(self, backend, dtype, case, kind):
         require(backend, self.QUANTITY)
         if case.startswith("mlp"):
-            self.model, self.theta, self.X, self.y = _mlp(128, dtype)
+            self.model, self.theta, self.X, self.y = _mlp(128, dtype, kind)
         else:
             self.model = LogisticRegression(784)
-            self.X, self.y = mnist_like(10_000, 2, dtype)
+            self.X, self.y = inputs(kind, 10_000, 2, dtype)
             self.theta = self.model.init(0, dtype)
+        self.args = (self.model, self.theta, self.X, self.y)
         self.out = np.empty((self.X.shape[0], self.model.n_params), dtype=dtype)
         self.backend = backend
-        self.time_per_example_grads(backend, dtype, case)  # compile / warm up
+        self.time_prealloc_nocheck_per_example_grads(backend, dtype, case, kind)  # warm up
 
-    def time_per_example_grads(self, backend, dtype, case):
+    def time_per_example_grads(self, backend, dtype, case, kind):
+        sgdcore.per_example_grads(*self.args, backend=self.backend)
+
+    def time_prealloc_nocheck_per_example_grads(self, backend, dtype, case, kind):
         sgdcore.per_example_grads(
-            self.model, self.theta, self.X, self.y, out=self.out, backend=self.backend
+            *self.args, out=self.out, backend=self.backend, check_finite=False
         )
 
-    def peakmem_per_example_grads(self, backend, dtype, case):
-        sgdcore.per_example_grads(
-            self.model, self.theta, self.X, self.y, out=self.out, backend=self.backend
-        )
+    def peakmem_per_example_grads(self, backend, dtype, case, kind):
+        sgdcore.per_example_grads(*self.args, out=self.out, backend=self.backend)
 
 
 class PerExampleGradNorms:
     """``|g_i|^2`` of the MLP without forming the gradients."""
 
     QUANTITY = "per_example_grad_norms"
-    params = (BACKENDS, DTYPES, [128, 1000])
-    param_names = ["backend", "dtype", "n"]
+    params = (BACKENDS, DTYPES, [128, 1000], INPUTS)
+    param_names = ["backend", "dtype", "n", "inputs"]
 
-    def setup(self, backend, dtype, n):
+    def setup(self, backend, dtype, n, kind):
         require(backend, self.QUANTITY)
-        self.model, self.theta, self.X, self.y = _mlp(n, dtype)
+        self.model, self.theta, self.X, self.y = _mlp(n, dtype, kind)
+        self.args = (self.model, self.theta, self.X, self.y)
+        self.out = np.empty(n, dtype=dtype)
         self.backend = backend
-        self.time_per_example_grad_norms(backend, dtype, n)
+        self.time_per_example_grad_norms(backend, dtype, n, kind)
 
-    def time_per_example_grad_norms(self, backend, dtype, n):
-        sgdcore.per_example_grad_norms(
-            self.model, self.theta, self.X, self.y, squared=True, backend=self.backend
-        )
+    def _run(self, **kw):
+        sgdcore.per_example_grad_norms(*self.args, squared=True, backend=self.backend, **kw)
 
-    def peakmem_per_example_grad_norms(self, backend, dtype, n):
-        sgdcore.per_example_grad_norms(
-            self.model, self.theta, self.X, self.y, squared=True, backend=self.backend
-        )
+    def time_per_example_grad_norms(self, backend, dtype, n, kind):
+        self._run()
+
+    def time_prealloc_nocheck_per_example_grad_norms(self, backend, dtype, n, kind):
+        self._run(out=self.out, check_finite=False)
+
+    def peakmem_per_example_grad_norms(self, backend, dtype, n, kind):
+        self._run()
 
 
 class GradientNoise:
@@ -78,24 +90,31 @@ class GradientNoise:
     at N = 10,000 the accumulator runs over several chunks."""
 
     QUANTITY = "gradient_noise"
-    params = (BACKENDS, DTYPES, [1000, 10_000])
-    param_names = ["backend", "dtype", "n"]
+    params = (BACKENDS, DTYPES, [1000, 10_000], INPUTS)
+    param_names = ["backend", "dtype", "n", "inputs"]
 
-    def setup(self, backend, dtype, n):
+    def setup(self, backend, dtype, n, kind):
         require(backend, self.QUANTITY)
-        self.model, self.theta, self.X, self.y = _mlp(n, dtype)
+        self.model, self.theta, self.X, self.y = _mlp(n, dtype, kind)
         self.backend = backend
-        self.time_gradient_noise(backend, dtype, n)
+        self.time_gradient_noise(backend, dtype, n, kind)
 
-    def time_gradient_noise(self, backend, dtype, n):
-        sgdcore.gradient_noise(self.model, self.theta, self.X, self.y, backend=self.backend)
+    def _run(self, **kw):
+        return sgdcore.gradient_noise(
+            self.model, self.theta, self.X, self.y, backend=self.backend, **kw
+        )
 
-    def peakmem_gradient_noise(self, backend, dtype, n):
-        sgdcore.gradient_noise(self.model, self.theta, self.X, self.y, backend=self.backend)
+    def time_gradient_noise(self, backend, dtype, n, kind):
+        self._run()
 
-    def track_b_simple(self, backend, dtype, n):
-        r = sgdcore.gradient_noise(self.model, self.theta, self.X, self.y, backend=self.backend)
-        return r.b_simple
+    def time_nocheck_gradient_noise(self, backend, dtype, n, kind):
+        self._run(check_finite=False)
+
+    def peakmem_gradient_noise(self, backend, dtype, n, kind):
+        self._run()
+
+    def track_b_simple(self, backend, dtype, n, kind):
+        return self._run().b_simple
 
     track_b_simple.unit = "examples"
 

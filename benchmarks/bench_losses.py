@@ -1,4 +1,6 @@
-"""Loss and gradient of the paper's two models, per backend."""
+"""Loss and gradient of the paper's two models, per backend, on dense inputs and on
+sparse digits (``benchmarks.common.INPUTS``). ``time_`` times the default call (a fresh
+output, ``check_finite=True``); ``time_prealloc_nocheck_`` the faster form."""
 
 from __future__ import annotations
 
@@ -7,32 +9,34 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP, LogisticRegression
 
-from .common import BACKENDS, MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, INPUTS, MLP_SHAPE, inputs, mnist_like, require
 
 
 class LossAndGrad:
     """``loss_and_grad`` on MNIST-shaped data: MLP 784-800-10 and binary logistic."""
 
     QUANTITY = "loss_and_grad"
-    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [128, 1000])
-    param_names = ["backend", "dtype", "model", "n"]
+    params = (BACKENDS, ["float32", "float64"], ["mlp", "logistic"], [128, 1000], INPUTS)
+    param_names = ["backend", "dtype", "model", "n", "inputs"]
 
-    def setup(self, backend, dtype, model, n):
+    def setup(self, backend, dtype, model, n, kind):
         require(backend, self.QUANTITY)
         self.model = MLP(*MLP_SHAPE) if model == "mlp" else LogisticRegression(784)
-        self.X, self.y = mnist_like(n, self.model.n_classes, dtype)
+        self.X, self.y = inputs(kind, n, self.model.n_classes, dtype)
         self.theta = self.model.init(0, dtype)
-        self.out = np.empty_like(self.theta)
+        self.args = (self.model, self.theta, self.X, self.y)
+        self.fast = {"out": np.empty_like(self.theta), "check_finite": False}
         self.backend = backend
-        self.time_loss_and_grad(backend, dtype, model, n)  # compile / warm up
+        self.time_loss_and_grad(backend, dtype, model, n, kind)  # compile / warm up
 
-    def time_loss_and_grad(self, backend, dtype, model, n):
-        sgdcore.loss_and_grad(
-            self.model, self.theta, self.X, self.y, out=self.out, backend=self.backend
-        )
+    def time_loss_and_grad(self, backend, dtype, model, n, kind):
+        sgdcore.loss_and_grad(*self.args, backend=self.backend)
 
-    def peakmem_loss_and_grad(self, backend, dtype, model, n):
-        sgdcore.loss_and_grad(self.model, self.theta, self.X, self.y, backend=self.backend)
+    def time_prealloc_nocheck_loss_and_grad(self, backend, dtype, model, n, kind):
+        sgdcore.loss_and_grad(*self.args, backend=self.backend, **self.fast)
+
+    def peakmem_loss_and_grad(self, backend, dtype, model, n, kind):
+        sgdcore.loss_and_grad(*self.args, backend=self.backend)
 
 
 class PredictProba:

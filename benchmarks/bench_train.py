@@ -2,8 +2,10 @@
 
 A group of K MLPs 784-800-10 trained together on 1,000 MNIST-shaped examples (momentum
 0.9), evaluated once at the end on 200 test examples, so the time is the steps'. ``time_``
-gives the run, ``track_`` the throughput in model-steps per second, ``peakmem_`` the
-memory (O(K P) plus the data).
+gives the run (``sgdcore.train`` with its defaults), ``track_`` the throughput in
+model-steps per second, ``peakmem_`` the memory (O(K P) plus the data). Against the batch
+size the examples are dense or sparse digits (the ``inputs`` parameter,
+``benchmarks.common.INPUTS``): the first layer's path depends on it.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ import numpy as np
 import sgdcore
 from sgdcore.models import MLP
 
-from .common import BACKENDS, MLP_SHAPE, mnist_like, require
+from .common import BACKENDS, INPUTS, MLP_SHAPE, inputs, require
 
 
 class _Train:
     QUANTITY = "train"
     timeout = 600
 
-    def _setup(self, backend, K, B, steps):
+    def _setup(self, backend, K, B, steps, kind="digits"):
         require(backend, self.QUANTITY)
         self.model = MLP(*MLP_SHAPE)
-        self.train = mnist_like(1000, seed=0)
-        self.test = mnist_like(200, seed=1)
+        self.train = inputs(kind, 1000, seed=0)
+        self.test = inputs(kind, 200, seed=1)
         self.steps = steps
         self.kw = dict(
             batch_size=B,
@@ -51,23 +53,23 @@ class _Train:
 
 
 class TrainVsBatchSize(_Train):
-    """Three models, B from 1 to 1,000."""
+    """Three models, B from 1 to 1,000, dense inputs or digits."""
 
-    params = (BACKENDS, [1, 4, 16, 64, 256, 1000])
-    param_names = ["backend", "batch_size"]
+    params = (BACKENDS, [1, 4, 16, 64, 256, 1000], INPUTS)
+    param_names = ["backend", "batch_size", "inputs"]
 
-    def setup(self, backend, batch_size):
+    def setup(self, backend, batch_size, kind):
         self.K_ = 3
         # enough steps to dwarf the call's fixed costs, few enough for the NumPy engine
-        self._setup(backend, 3, batch_size, int(np.clip(2000 // batch_size, 10, 200)))
+        self._setup(backend, 3, batch_size, int(np.clip(2000 // batch_size, 10, 200)), kind)
 
-    def time_train(self, backend, batch_size):
+    def time_train(self, backend, batch_size, kind):
         self.run()
 
-    def peakmem_train(self, backend, batch_size):
+    def peakmem_train(self, backend, batch_size, kind):
         self.run()
 
-    def track_model_steps_per_second(self, backend, batch_size):
+    def track_model_steps_per_second(self, backend, batch_size, kind):
         return self._track()
 
     track_model_steps_per_second.unit = "model-steps/s"

@@ -6,6 +6,8 @@ loop with autograd Hessians).
 
 All peers compute the same quantities as sgdcore: the Hessian of the summed
 cross-entropy (plus ``l2 I`` where a prior is involved) at the same parameters.
+sgdcore's headline is its default call (a fresh output, ``check_finite=True``); the faster
+form (``out=``, ``check_finite=False``) is timed beside it where the API has one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import warnings
 
 import numpy as np
 
-from .common import MLP_SHAPE, Workload, mnist_like
+from .common import FAST_FORM, HEADLINE, MLP_SHAPE, Workload, inputs, sgdcore_runners
+from .peers_losses import sgdcore_loss_and_grad
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -77,29 +80,15 @@ def _split(v, model):
 # ------------------------------------------------------------------------ HVP runners
 
 
-def _sgdcore_hvp(backend, model, theta, X, y, v):
-    def make():
-        import sgdcore
+def _sgdcore_hvp(model, theta, X, y, v):
+    """sgdcore's ``hvp`` runners: the default call and the faster form."""
+    import sgdcore
 
-        out = np.empty_like(v)
-        sgdcore.hvp(model, theta, X, y, v, out=out, backend=backend)
-        return lambda: sgdcore.hvp(
-            model, theta, X, y, v, out=out, backend=backend, check_finite=False
-        )
+    def call(backend, fast):
+        kw = {"out": np.empty_like(v), "check_finite": False} if fast else {}
+        return lambda: sgdcore.hvp(model, theta, X, y, v, backend=backend, **kw)
 
-    return make
-
-
-def _sgdcore_grad(backend, model, theta, X, y):
-    def make():
-        import sgdcore
-
-        out = np.empty_like(theta)
-        return lambda: sgdcore.loss_and_grad(
-            model, theta, X, y, out=out, backend=backend, check_finite=False
-        )
-
-    return make
+    return sgdcore_runners(call, "hvp", model.kind)
 
 
 def _torch_func_hvp(model, theta, X, y, v):
@@ -216,13 +205,11 @@ def _jax_hvp(model, theta, X, y, v):
     return make
 
 
-def _hvp_workload(model, n, dtype, name, jax=True, pyhessian=True):
-    X, y = mnist_like(n, model.n_classes, dtype)
+def _hvp_workload(model, n, dtype, name, kind, jax=True, pyhessian=True):
+    X, y = inputs(kind, n, model.n_classes, dtype)
     theta = model.init(0, dtype)
     v = np.random.default_rng(1).standard_normal(model.n_params).astype(dtype)
-    runners = {
-        f"sgdcore-{b}": _sgdcore_hvp(b, model, theta, X, y, v) for b in ("cpp", "numba", "numpy")
-    }
+    runners = _sgdcore_hvp(model, theta, X, y, v)
     runners["torch.func fwd-over-rev"] = _torch_func_hvp(model, theta, X, y, v)
     runners["torch double backward"] = _torch_double_backward(model, theta, X, y, v)
     runners["curvlinops"] = _curvlinops_hvp(model, theta, X, y, v, dtype)
@@ -241,11 +228,11 @@ def _hvp_workload(model, n, dtype, name, jax=True, pyhessian=True):
     return Workload(name, flops, nbytes, dtype, runners)
 
 
-def _grad_workload(model, n, dtype):
-    X, y = mnist_like(n, model.n_classes, dtype)
+def _grad_workload(model, n, dtype, kind):
+    X, y = inputs(kind, n, model.n_classes, dtype)
     theta = model.init(0, dtype)
     D, H, C = MLP_SHAPE
-    runners = {f"sgdcore-{b}": _sgdcore_grad(b, model, theta, X, y) for b in ("cpp", "numba")}
+    runners = sgdcore_loss_and_grad(model, theta, X, y)
     return Workload(
         f"MLP loss_and_grad, N={n}, {dtype} (the HVP target: <= 3x this)",
         2.0 * n * (2 * D * H + 3 * H * C),
@@ -259,12 +246,12 @@ def _grad_workload(model, n, dtype):
 # ---------------------------------------------------------------- top eigenvalues
 
 
-def _sgdcore_top(model, theta, X, y, k, tol):
+def _sgdcore_top(model, theta, X, y, k, tol, **kw):
     def make():
         from sgdcore import curvature
 
         def run():
-            op = curvature.HessianOperator(model, theta, X, y, check_finite=False)
+            op = curvature.HessianOperator(model, theta, X, y, **kw)
             return curvature.top_eigenvalues(op, k, tol=tol).eigenvalues
 
         return run
@@ -329,15 +316,18 @@ def _pyhessian_top(model, theta, X, y, k):
     return make
 
 
-def _top_workload(n, dtype, k=10, tol=1e-6):
+def _top_workload(n, dtype, kind, k=10, tol=1e-6):
     from sgdcore.models import MLP
 
     model = MLP(*MLP_SHAPE)
-    X, y = mnist_like(n, 10, dtype)
+    X, y = inputs(kind, n, 10, dtype)
     theta = model.init(0, dtype)
     D, H, C = MLP_SHAPE
     runners = {
-        "sgdcore-cpp Lanczos": _sgdcore_top(model, theta, X, y, k, tol),
+        HEADLINE: _sgdcore_top(model, theta, X, y, k, tol),
+        f"sgdcore Lanczos ({FAST_FORM}check_finite=False)": _sgdcore_top(
+            model, theta, X, y, k, tol, check_finite=False
+        ),
         "curvlinops + eigsh": _curvlinops_top(model, theta, X, y, k, tol, dtype),
         "torch.func + eigsh": _torch_func_top(model, theta, X, y, k, tol),
         "PyHessian power iteration": _pyhessian_top(model, theta, X, y, k),
@@ -499,11 +489,11 @@ def _torch_newton_path(X, y, lams):
     return make
 
 
-def _evidence_workload(n=800, n_lams=20):
+def _evidence_workload(kind, n=800, n_lams=20):
     from sgdcore.models import LogisticRegression
 
     model = LogisticRegression(784)
-    X, y = mnist_like(n, 2, np.float64)
+    X, y = inputs(kind, n, 2, np.float64)
     lams = np.logspace(-3, 3, n_lams)
     P = model.n_params
     return Workload(
@@ -512,14 +502,16 @@ def _evidence_workload(n=800, n_lams=20):
         8.0 * X.size,
         "float64",
         {
-            "sgdcore-cpp evidence_path": _sgdcore_path(model, X, y, lams),
+            HEADLINE: _sgdcore_path(model, X, y, lams),
             "laplace-torch (+ torch L-BFGS)": _laplace_torch_path(X, y, lams),
             "torch Newton + Cholesky": _torch_newton_path(X, y, lams),
         },
     )
 
 
-def workloads(quick: bool):
+def workloads(quick: bool, kind: str = "digits"):
+    """HVPs, top eigenvalues and the evidence path on inputs of ``kind``
+    (``benchmarks.common.INPUTS``)."""
     from sgdcore.models import MLP, LogisticRegression
 
     mlp = MLP(*MLP_SHAPE)
@@ -527,13 +519,10 @@ def workloads(quick: bool):
     n_log = 2_000 if quick else 10_000
     out = []
     for dtype in ("float32", "float64"):
-        out.append(_hvp_workload(mlp, n, dtype, f"MLP exact HVP, N={n}, {dtype}"))
-        out.append(_grad_workload(mlp, n, dtype))
-    out.append(
-        _hvp_workload(
-            LogisticRegression(784), n_log, "float64", f"logistic HVP, N={n_log}, float64"
-        )
-    )
-    out.append(_top_workload(n, "float32"))
-    out.append(_evidence_workload(n_lams=5 if quick else 20))
+        out.append(_hvp_workload(mlp, n, dtype, f"MLP exact HVP, N={n}, {dtype}", kind))
+        out.append(_grad_workload(mlp, n, dtype, kind))
+    logistic = LogisticRegression(784)
+    out.append(_hvp_workload(logistic, n_log, "float64", f"logistic HVP, N={n_log}, float64", kind))
+    out.append(_top_workload(n, "float32", kind))
+    out.append(_evidence_workload(kind, n_lams=5 if quick else 20))
     return out

@@ -7,15 +7,16 @@ Every runner is checked once against sgdcore's NumPy backend before it is timed,
 of them compute the same numbers. A runner raises ImportError when its package is not
 installed.
 
-sgdcore's materialising runners write into a preallocated ``out=`` (its API allows it);
-``sgdcore-cpp (new out)`` also pays for a fresh array, as the peers do.
+sgdcore's headline runner is its default call (a fresh output, ``check_finite=True``), as
+the peers pay for theirs; the faster form (a preallocated ``out=``, ``check_finite=False``)
+is timed beside it under its own name.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .common import MLP_SHAPE, USABLE, Workload, mnist_like
+from .common import MLP_SHAPE, Workload, inputs, sgdcore_runners
 
 
 def _agree(name, got, want, rtol):
@@ -35,42 +36,36 @@ def _flat_rows(model, blocks):
 # ----------------------------------------------------------------------- sgdcore
 
 
-def _sg_grads(backend, model, theta, X, y, fresh=False):
-    def make():
-        import sgdcore
+def _sgdcore(quantity, model, theta, X, y):
+    """sgdcore's runners of ``quantity`` (``per_example_grads``, ``per_example_grad_norms``
+    or ``gradient_noise``): the default call and the faster form."""
+    import sgdcore
 
-        out = np.empty((X.shape[0], model.n_params), dtype=theta.dtype)
-        kw = {} if fresh else {"out": out}
-        sgdcore.per_example_grads(model, theta, X, y, backend=backend, **kw)
-        return lambda: sgdcore.per_example_grads(model, theta, X, y, backend=backend, **kw)
+    n, P = X.shape[0], model.n_params
+    if quantity == "gradient_noise":
 
-    return make
+        def call(backend, fast):
+            kw = {"check_finite": False} if fast else {}
 
+            def run():
+                r = sgdcore.gradient_noise(model, theta, X, y, backend=backend, **kw)
+                return r.mean_grad, r.trace_cov, r.b_simple
 
-def _sg_norms(backend, model, theta, X, y):
-    def make():
-        import sgdcore
+            return run
 
-        out = np.empty(X.shape[0], dtype=theta.dtype)
-        f = sgdcore.per_example_grad_norms
-        f(model, theta, X, y, squared=True, out=out, backend=backend)
-        return lambda: f(model, theta, X, y, squared=True, out=out, backend=backend)
+        return sgdcore_runners(call, quantity, model.kind, fast="check_finite=False")
 
-    return make
+    f = getattr(sgdcore, quantity)
+    extra = {"squared": True} if quantity == "per_example_grad_norms" else {}
+    shape = (n,) if extra else (n, P)
 
+    def call(backend, fast):
+        kw = dict(extra, backend=backend)
+        if fast:
+            kw.update(out=np.empty(shape, dtype=theta.dtype), check_finite=False)
+        return lambda: f(model, theta, X, y, **kw)
 
-def _sg_noise(backend, model, theta, X, y):
-    def make():
-        import sgdcore
-
-        def run():
-            r = sgdcore.gradient_noise(model, theta, X, y, backend=backend)
-            return r.mean_grad, r.trace_cov, r.b_simple
-
-        run()
-        return run
-
-    return make
+    return sgdcore_runners(call, quantity, model.kind)
 
 
 # -------------------------------------------------------------------------- torch
@@ -316,8 +311,7 @@ def _grads_runners(model, theta, X, y) -> dict:
     import sgdcore
 
     want = sgdcore.per_example_grads(model, theta, X, y, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_grads(b, model, theta, X, y) for b in USABLE}
-    runners["sgdcore-cpp (new out)"] = _sg_grads("cpp", model, theta, X, y, fresh=True)
+    runners = _sgdcore("per_example_grads", model, theta, X, y)
     runners["torch.func vmap(grad)"] = _torch_func("grads", model, theta, X, y, want)
     runners["BackPACK BatchGrad"] = _backpack("grads", model, theta, X, y, want)
     runners["Opacus GradSampleModule"] = _opacus("grads", model, theta, X, y, want)
@@ -325,7 +319,8 @@ def _grads_runners(model, theta, X, y) -> dict:
     return runners
 
 
-def workloads(quick: bool):
+def workloads(quick: bool, kind: str = "digits"):
+    """The four workloads on inputs of ``kind`` (``benchmarks.common.INPUTS``)."""
     import sgdcore
     from sgdcore.models import MLP, LogisticRegression
 
@@ -337,7 +332,7 @@ def workloads(quick: bool):
 
     # 1. materialised per-example gradients, MLP, B = 128
     n = 32 if quick else 128
-    X, y = mnist_like(n)
+    X, y = inputs(kind, n)
     runners = _grads_runners(mlp, theta, X, y)
     flops = 2.0 * n * (D * H + 2 * H * C)
     out.append(
@@ -352,9 +347,9 @@ def workloads(quick: bool):
 
     # 2. per-example squared norms, MLP, B = 1000
     n = 256 if quick else 1000
-    X, y = mnist_like(n)
+    X, y = inputs(kind, n)
     want = sgdcore.per_example_grad_norms(mlp, theta, X, y, squared=True, backend="numpy")
-    runners = {f"sgdcore-{b}": _sg_norms(b, mlp, theta, X, y) for b in USABLE}
+    runners = _sgdcore("per_example_grad_norms", mlp, theta, X, y)
     runners["BackPACK BatchL2Grad"] = _backpack("norms", mlp, theta, X, y, want)
     runners["Opacus ghost clipping"] = _opacus("norms", mlp, theta, X, y, want)
     runners["torch.func vmap(grad)"] = _torch_func("norms", mlp, theta, X, y, want)
@@ -372,7 +367,7 @@ def workloads(quick: bool):
 
     # 3. noise statistics G, tr F, B_simple, MLP, N = 1000 (same data)
     want = sgdcore.gradient_noise(mlp, theta, X, y, backend="numpy").trace_cov
-    runners = {f"sgdcore-{b}": _sg_noise(b, mlp, theta, X, y) for b in USABLE}
+    runners = _sgdcore("gradient_noise", mlp, theta, X, y)
     runners["BackPACK BatchL2Grad + grad"] = _backpack("noise", mlp, theta, X, y, want)
     runners["BackPACK Variance + grad"] = _backpack("variance", mlp, theta, X, y, want)
     runners["Opacus ghost clipping + grad"] = _opacus("noise", mlp, theta, X, y, want)
@@ -392,7 +387,7 @@ def workloads(quick: bool):
     # 4. materialised per-example gradients, binary logistic regression, N = 10,000
     logi = LogisticRegression(784)
     n = 2000 if quick else 10_000
-    X, y = mnist_like(n, 2, np.float64)
+    X, y = inputs(kind, n, 2, np.float64)
     th = logi.init(0, np.float64)
     runners = _grads_runners(logi, th, X, y)
     out.append(

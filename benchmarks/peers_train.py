@@ -1,12 +1,16 @@
 """The reference sweep: sgdcore's training engine against PyTorch and JAX.
 
-    python benchmarks/peers_train.py [--quick] [--steps 500] [--only cpp,torch-eager,...]
+    python benchmarks/peers_train.py [--quick] [--steps 500] [--inputs dense,digits]
+                                     [--only "sgdcore (default call)",torch-eager,...]
 
-MLP 784-800-10 on MNIST-shaped synthetic data (``sgdcore.data.synthetic``: 1,000 train,
-10,000 test), B in {1, 4, 16, 64, 256, 1000}, 3 seeds per B, 500 steps of SGD with
-momentum 0.9 (lr 0.1), then the test accuracy of each model. Every runner starts from the
-same initial parameters and draws the same mini-batches (``sgdcore.philox``), so their
-final accuracies agree up to float32 rounding; the table prints them as a check.
+MLP 784-800-10 on MNIST-shaped data (1,000 train, 10,000 test), B in
+{1, 4, 16, 64, 256, 1000}, 3 seeds per B, 500 steps of SGD with momentum 0.9 (lr 0.1),
+then the test accuracy of each model. Two kinds of inputs (``--inputs``, default both, one
+table each): ``digits``, ``sgdcore.data.synthetic``'s teacher-labelled digit-like inputs,
+and ``dense``, ``benchmarks.common.inputs("dense", ...)``: X uniform in [0, 1) with
+uniform random labels (test accuracy near chance). Every runner starts from the same
+initial parameters and draws the same mini-batches (``sgdcore.philox``), so their final
+accuracies agree up to float32 rounding; the table prints them as a check.
 
 Peers: a plain PyTorch loop (one model at a time, ``torch.optim.SGD``), ``torch.func`` +
 ``vmap`` ensembles, ``torch.compile`` of the eager loop's loss, and JAX (``jit`` +
@@ -15,10 +19,11 @@ Peers: a plain PyTorch loop (one model at a time, ``torch.optim.SGD``), ``torch.
 theta += v`` is torch's ``buf = m buf + g; p -= lr buf`` (dampening 0) with
 ``v = -lr buf``, so every runner does the same arithmetic.
 
-The inputs are about 80% zeros, like MNIST: ``sgdcore-cpp`` then runs the first layer on
-the non-zeros (``csrc/cpu/sparse_inputs.h``), so it can beat the floor, which counts the
-dense FLOPs; ``sgdcore-cpp-gemm`` is the same engine kept on its GEMM path, the one the
-GEMM-ceiling target is about.
+sgdcore's headline runner is ``sgdcore.train`` called with its defaults (backend
+``auto``). The digits are about 80% zeros, like MNIST: sgdcore's C++ engine then runs the
+first layer on the non-zeros (``csrc/cpu/sparse_inputs.h``), so it can beat the floor,
+which counts the dense FLOPs; ``sgdcore-cpp-gemm`` (digits only) is the same engine kept on
+its GEMM path, the one the GEMM-ceiling target is about, which dense inputs take anyway.
 
 BLAS kernels: this machine's environment pins OpenBLAS to its AVX2 (Haswell) kernels for
 old builds' sake, while JAX and torch use AVX-512. To compare like with like, unset both
@@ -43,9 +48,16 @@ import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.common import MLP_SHAPE, Workload
+    from benchmarks.common import (
+        HEADLINE,
+        MLP_SHAPE,
+        Workload,
+        add_inputs_option,
+        chosen_inputs,
+        inputs,
+    )
 else:
-    from .common import MLP_SHAPE, Workload
+    from .common import HEADLINE, MLP_SHAPE, Workload, add_inputs_option, chosen_inputs, inputs
 
 BATCH_SIZES = (1, 4, 16, 64, 256, 1000)
 SEEDS = (0, 1, 2)
@@ -53,8 +65,12 @@ LR, MOMENTUM = 0.1, 0.9
 N_TRAIN, N_TEST = 1000, 10_000
 
 
-def data(n_train=N_TRAIN, n_test=N_TEST):
-    """Seeded MNIST-shaped train and test sets (float32)."""
+def data(n_train=N_TRAIN, n_test=N_TEST, kind="digits"):
+    """Seeded MNIST-shaped train and test sets (float32) of input ``kind``: ``"digits"``
+    (teacher-labelled, ``sgdcore.data.synthetic``) or ``"dense"``
+    (``benchmarks.common.inputs``)."""
+    if kind == "dense":
+        return inputs(kind, n_train, seed=0), inputs(kind, n_test, seed=1)
     from sgdcore.data import synthetic
 
     tr, te = synthetic(n_train, seed=0), synthetic(n_test, seed=1)
@@ -64,12 +80,12 @@ def data(n_train=N_TRAIN, n_test=N_TEST):
 class Problem:
     """Everything a runner needs, prepared once (not timed)."""
 
-    def __init__(self, B, steps, seeds=SEEDS, n_train=N_TRAIN, n_test=N_TEST):
+    def __init__(self, B, steps, seeds=SEEDS, n_train=N_TRAIN, n_test=N_TEST, kind="digits"):
         from sgdcore import philox
         from sgdcore.models import MLP
 
         self.model = MLP(*MLP_SHAPE)
-        (self.X, self.y), (self.Xt, self.yt) = data(n_train, n_test)
+        (self.X, self.y), (self.Xt, self.yt) = data(n_train, n_test, kind)
         self.B, self.steps, self.seeds = B, steps, list(seeds)
         self.init = np.stack([self.model.init(s, np.float32) for s in self.seeds])
         # [K, steps, B] batch indices, the engine's schedule.
@@ -276,9 +292,10 @@ def jax_scan_vmap(pb: Problem, chunk=100):
 
 
 RUNNERS = {
-    "sgdcore-cpp": sgdcore_runner("cpp"),
-    # The same engine kept on its GEMM path (as for dense inputs): what the GEMM-ceiling
-    # target measures. On these MNIST-like inputs sgdcore-cpp takes the sparse path.
+    # sgdcore.train as a user calls it: backend "auto" (the C++ engine where it is built).
+    HEADLINE: sgdcore_runner("auto"),
+    # The C++ engine kept on its GEMM path (as for dense inputs): what the GEMM-ceiling
+    # target measures. On MNIST-like digits the default call takes the sparse path.
     "sgdcore-cpp-gemm": sgdcore_runner("cpp", sparse=False),
     "sgdcore-numba": sgdcore_runner("numba"),
     "sgdcore-numpy": sgdcore_runner("numpy"),
@@ -290,14 +307,22 @@ RUNNERS = {
 PEERS = ("torch-eager", "torch.func+vmap", "torch.compile", "jax-scan-vmap")
 
 
-def workloads(quick: bool):
-    """One workload per batch size for ``benchmarks/peers.py``."""
+def _runs(name, B, kind):
+    """Whether runner ``name`` runs at batch size B on inputs of ``kind``: the NumPy engine
+    only at small B, the forced GEMM path only on digits (dense inputs take it anyway)."""
+    if name == "sgdcore-numpy" and B > 64:
+        return False
+    return name != "sgdcore-cpp-gemm" or kind == "digits"
+
+
+def workloads(quick: bool, kind: str = "digits"):
+    """One workload per batch size for ``benchmarks/peers.py``, on inputs of ``kind``."""
     steps = 50 if quick else 500
     sizes = (1, 16, 256) if quick else BATCH_SIZES
     out = []
     for B in sizes:
-        pb = Problem(B, steps)
-        names = [n for n in RUNNERS if n != "sgdcore-numpy" or B <= 16]
+        pb = Problem(B, steps, kind=kind)
+        names = [n for n in RUNNERS if _runs(n, B, kind) and (n != "sgdcore-numpy" or B <= 16)]
         runners = {n: (lambda f=RUNNERS[n], pb=pb: f(pb)) for n in names}
         target = ">= 3x fastest peer" if B <= 16 else (">= 85% of GEMM ceiling" if B >= 256 else "")
         out.append(
@@ -316,9 +341,17 @@ def workloads(quick: bool):
 # ------------------------------------------------------------ the reference sweep
 
 
-def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=sys.stdout):
-    """Time every runner on every B: after a short warm-up each, ``repeat`` rounds over
-    all runners, keeping each one's best time; print the table."""
+def sweep(
+    steps=500,
+    sizes=BATCH_SIZES,
+    only=None,
+    warm_steps=5,
+    repeat=1,
+    kind="digits",
+    out=sys.stdout,
+):
+    """Time every runner on every B on inputs of ``kind``: after a short warm-up each,
+    ``repeat`` rounds over all runners, keeping each one's best time; print the table."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from threadpoolctl import threadpool_limits
 
@@ -333,7 +366,7 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
     print(
         f"machine: {cores} cores, float32 GEMM ceiling {rate / 1e9:.0f} GFLOP/s "
         f"({one / 1e9:.0f} on one core; OpenBLAS kernels {blas_kernels()}), "
-        f"copy {bw / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}",
+        f"copy {bw / 1e9:.1f} GB/s; load average {os.getloadavg()[0]:.1f}; {kind} inputs",
         file=out,
     )
     names = [n for n in RUNNERS if only is None or n in only]
@@ -341,14 +374,14 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
     accs = {n: {} for n in names}
     floors = {}
     for B in sizes:
-        pb = Problem(B, steps)
+        pb = Problem(B, steps, kind=kind)
         floors[B] = max(pb.flops() / rate, pb.bytes() / bw)
         ready = {}
         for name in names:
-            if name == "sgdcore-numpy" and B > 64:
+            if not _runs(name, B, kind):
                 continue
             try:
-                RUNNERS[name](Problem(B, warm_steps))()  # compile, caches, threads
+                RUNNERS[name](Problem(B, warm_steps, kind=kind))()  # compile, caches, threads
                 ready[name] = RUNNERS[name](pb)
             except ImportError as exc:
                 print(f"  {name}: not installed ({exc})", file=out)
@@ -365,17 +398,20 @@ def sweep(steps=500, sizes=BATCH_SIZES, only=None, warm_steps=5, repeat=1, out=s
                 accs[name][B] = float(np.mean(acc))
         for name in ready:
             print(
-                f"  B={B:5d} {name:16s} {times[name][B]:8.2f} s  acc {accs[name][B]:.4f}",
+                f"  B={B:5d} {name:24s} {times[name][B]:8.2f} s  acc {accs[name][B]:.4f}",
                 file=out,
                 flush=True,
             )
-    _report(times, accs, floors, sizes, out)
+    _report(times, accs, floors, sizes, kind, out)
     return times, accs, floors
 
 
-def _report(times, accs, floors, sizes, out):
+def _report(times, accs, floors, sizes, kind, out):
     cols = [n for n in times if times[n]]
-    print("\n| B | " + " | ".join(cols) + " | floor | fastest peer / cpp |", file=out)
+    print(
+        f"\n{kind} inputs\n| B | " + " | ".join(cols) + " | floor | fastest peer / sgdcore |",
+        file=out,
+    )
     print("|---" * (len(cols) + 3) + "|", file=out)
 
     def peer_best(B):
@@ -384,7 +420,7 @@ def _report(times, accs, floors, sizes, out):
 
     for B in sizes:
         cells = [f"{times[n][B]:.2f}" if B in times[n] else "-" for n in cols]
-        cpp = times.get("sgdcore-cpp", {}).get(B, float("nan"))
+        cpp = times.get(HEADLINE, {}).get(B, float("nan"))
         print(
             f"| {B} | " + " | ".join(cells) + f" | {floors[B]:.2f} | {peer_best(B) / cpp:.2f} |",
             file=out,
@@ -400,17 +436,17 @@ def _report(times, accs, floors, sizes, out):
     print("\nfinal test accuracy (mean of seeds):", file=out)
     for n in cols:
         print(
-            f"  {n:16s} " + " ".join(f"B={B}:{accs[n][B]:.3f}" for B in sizes if B in accs[n]),
+            f"  {n:24s} " + " ".join(f"B={B}:{accs[n][B]:.3f}" for B in sizes if B in accs[n]),
             file=out,
         )
-    if "sgdcore-cpp" not in tot:
+    if HEADLINE not in tot:
         return
-    cpp = times["sgdcore-cpp"]
+    cpp = times[HEADLINE]
     peers_tot = [tot[n] for n in PEERS if n in tot]
     if peers_tot:
-        r = min(peers_tot) / tot["sgdcore-cpp"]
+        r = min(peers_tot) / tot[HEADLINE]
         print(
-            f"\nwhole sweep: fastest peer / sgdcore-cpp = {r:.2f} "
+            f"\nwhole sweep: fastest peer / sgdcore = {r:.2f} "
             f"(target >= 1.3: {'MET' if r >= 1.3 else 'MISSED'})",
             file=out,
         )
@@ -419,18 +455,19 @@ def _report(times, accs, floors, sizes, out):
         best = min(sum(times[n][B] for B in small) for n in PEERS if n in tot)
         r = best / sum(cpp[B] for B in small)
         print(
-            f"B <= 16: fastest peer / sgdcore-cpp = {r:.2f} "
+            f"B <= 16: fastest peer / sgdcore = {r:.2f} "
             f"(target >= 3: {'MET' if r >= 3 else 'MISSED'})",
             file=out,
         )
     gemm = times.get("sgdcore-cpp-gemm", {})
     for B in sizes:
         if B >= 256:
-            for name, t in (("sgdcore-cpp-gemm", gemm), ("sgdcore-cpp", cpp)):
+            for name, t in (("sgdcore-cpp-gemm", gemm), (HEADLINE, cpp)):
                 if B not in t:
                     continue
                 eff = floors[B] / t[B]
-                what = "GEMM path" if t is gemm else "dense-equivalent, sparse path"
+                sparse = t is cpp and kind == "digits"
+                what = "dense-equivalent, sparse path" if sparse else "GEMM path"
                 print(
                     f"B = {B}: {name} at {eff:.0%} of the GEMM ceiling ({what}; "
                     f"target >= 85%: {'MET' if eff >= 0.85 else 'MISSED'})",
@@ -445,16 +482,20 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated runner names")
     p.add_argument("--sizes", default="", help="comma-separated batch sizes")
     p.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    add_inputs_option(p)
     args = p.parse_args(argv)
     sizes = tuple(int(b) for b in args.sizes.split(",") if b) or (
         (1, 16, 256) if args.quick else BATCH_SIZES
     )
-    sweep(
-        steps=50 if args.quick else args.steps,
-        sizes=sizes,
-        only=set(args.only.split(",")) if args.only else None,
-        repeat=args.repeat,
-    )
+    kinds = chosen_inputs(p, args)
+    for kind in kinds:
+        sweep(
+            steps=50 if args.quick else args.steps,
+            sizes=sizes,
+            only=set(args.only.split(",")) if args.only else None,
+            repeat=args.repeat,
+            kind=kind,
+        )
     return 0
 
 
