@@ -128,92 +128,112 @@ class RowPowers {
   std::vector<double> pw_;
 };
 
-#define SGD_DEFINE_SPARSE(T)                                                                 \
-  /* a[0:n] = sum_q val[q] W[col[q] * ldw + 0:n] over q < nnz: blocks of 8, then 2, then 1 \
-     vectors of sums held in registers over all q, then scalars. */                         \
-  [[maybe_unused]] SGD_MULTIVERSION static void sparse_rows_dot(T* __restrict a, const T* __restrict W,      \
-                                                int64_t ldw, const int32_t* __restrict col,  \
-                                                const T* __restrict val, int64_t nnz,        \
-                                                int64_t n) {                                 \
-    typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));                       \
-    constexpr int64_t L = 64 / int64_t(sizeof(T));                                           \
-    int64_t h = 0;                                                                           \
-    for (; h + 8 * L <= n; h += 8 * L) {                                                     \
-      V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {};              \
-      for (int64_t q = 0; q < nnz; ++q) {                                                    \
-        const T x = val[q];                                                                  \
-        const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);              \
-        s0 += x * w[0];                                                                      \
-        s1 += x * w[1];                                                                      \
-        s2 += x * w[2];                                                                      \
-        s3 += x * w[3];                                                                      \
-        s4 += x * w[4];                                                                      \
-        s5 += x * w[5];                                                                      \
-        s6 += x * w[6];                                                                      \
-        s7 += x * w[7];                                                                      \
-      }                                                                                      \
-      V* av = reinterpret_cast<V*>(a + h);                                                   \
-      av[0] = s0;                                                                            \
-      av[1] = s1;                                                                            \
-      av[2] = s2;                                                                            \
-      av[3] = s3;                                                                            \
-      av[4] = s4;                                                                            \
-      av[5] = s5;                                                                            \
-      av[6] = s6;                                                                            \
-      av[7] = s7;                                                                            \
-    }                                                                                        \
-    for (; h + 2 * L <= n; h += 2 * L) {                                                     \
-      V s0 = {}, s1 = {};                                                                    \
-      for (int64_t q = 0; q < nnz; ++q) {                                                    \
-        const T x = val[q];                                                                  \
-        const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);              \
-        s0 += x * w[0];                                                                      \
-        s1 += x * w[1];                                                                      \
-      }                                                                                      \
-      V* av = reinterpret_cast<V*>(a + h);                                                   \
-      av[0] = s0;                                                                            \
-      av[1] = s1;                                                                            \
-    }                                                                                        \
-    for (; h + L <= n; h += L) {                                                             \
-      V s = {};                                                                              \
-      for (int64_t q = 0; q < nnz; ++q)                                                      \
-        s += val[q] * *reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);            \
-      *reinterpret_cast<V*>(a + h) = s;                                                      \
-    }                                                                                        \
-    for (; h < n; ++h) {                                                                     \
-      T s = T(0);                                                                            \
-      for (int64_t q = 0; q < nnz; ++q) s += val[q] * W[int64_t(col[q]) * ldw + h];          \
-      a[h] = s;                                                                              \
-    }                                                                                        \
-  }                                                                                          \
-  /* (u, w)[0:n] <- P (u, w) with P = [[p0, p1], [p2, p3]]. */                              \
-  [[maybe_unused]] SGD_MULTIVERSION static void rows_catch_up(T* __restrict w, T* __restrict u, int64_t n,    \
-                                             T p0, T p1, T p2, T p3) {                       \
-    for (int64_t h = 0; h < n; ++h) {                                                        \
-      const T uh = u[h], wh = w[h];                                                          \
-      u[h] = p0 * uh + p1 * wh;                                                              \
-      w[h] = p2 * uh + p3 * wh;                                                              \
-    }                                                                                        \
-  }                                                                                          \
-  /* One step of a row block with gradient g: v = u - a g; w += v; u = m v - c w (not on    \
-     the last step). */                                                                      \
-  [[maybe_unused]] SGD_MULTIVERSION static void rows_step(T* __restrict w, T* __restrict u,                   \
-                                         const T* __restrict g, int64_t n, T a, T mom, T c,  \
-                                         bool last) {                                        \
-    if (last) {                                                                              \
-      for (int64_t h = 0; h < n; ++h) w[h] += u[h] - a * g[h];                               \
-      return;                                                                                \
-    }                                                                                        \
-    for (int64_t h = 0; h < n; ++h) {                                                        \
-      const T v = u[h] - a * g[h];                                                           \
-      const T wh = w[h] + v;                                                                 \
-      w[h] = wh;                                                                             \
-      u[h] = mom * v - c * wh;                                                               \
-    }                                                                                        \
+namespace body {
+
+// a[0:n] = sum_q val[q] W[col[q] * ldw + 0:n] over q < nnz: blocks of 8, then 2, then 1
+// vectors of sums held in registers over all q, then scalars.
+template <class T>
+SGD_INLINE void sparse_rows_dot(T* __restrict a, const T* __restrict W, int64_t ldw,
+                const int32_t* __restrict col, const T* __restrict val, int64_t nnz, int64_t n) {
+  typedef T V __attribute__((vector_size(64), aligned(sizeof(T))));
+  constexpr int64_t L = 64 / int64_t(sizeof(T));
+  int64_t h = 0;
+  for (; h + 8 * L <= n; h += 8 * L) {
+    V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {};
+    for (int64_t q = 0; q < nnz; ++q) {
+      const T x = val[q];
+      const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);
+      s0 += x * w[0];
+      s1 += x * w[1];
+      s2 += x * w[2];
+      s3 += x * w[3];
+      s4 += x * w[4];
+      s5 += x * w[5];
+      s6 += x * w[6];
+      s7 += x * w[7];
+    }
+    V* av = reinterpret_cast<V*>(a + h);
+    av[0] = s0;
+    av[1] = s1;
+    av[2] = s2;
+    av[3] = s3;
+    av[4] = s4;
+    av[5] = s5;
+    av[6] = s6;
+    av[7] = s7;
   }
-SGD_DEFINE_SPARSE(float)
-SGD_DEFINE_SPARSE(double)
-#undef SGD_DEFINE_SPARSE
+  for (; h + 2 * L <= n; h += 2 * L) {
+    V s0 = {}, s1 = {};
+    for (int64_t q = 0; q < nnz; ++q) {
+      const T x = val[q];
+      const V* w = reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);
+      s0 += x * w[0];
+      s1 += x * w[1];
+    }
+    V* av = reinterpret_cast<V*>(a + h);
+    av[0] = s0;
+    av[1] = s1;
+  }
+  for (; h + L <= n; h += L) {
+    V s = {};
+    for (int64_t q = 0; q < nnz; ++q)
+      s += val[q] * *reinterpret_cast<const V*>(W + int64_t(col[q]) * ldw + h);
+    *reinterpret_cast<V*>(a + h) = s;
+  }
+  for (; h < n; ++h) {
+    T s = T(0);
+    for (int64_t q = 0; q < nnz; ++q) s += val[q] * W[int64_t(col[q]) * ldw + h];
+    a[h] = s;
+  }
+}
+
+// (u, w)[0:n] <- P (u, w) with P = [[p0, p1], [p2, p3]].
+template <class T>
+SGD_INLINE void rows_catch_up(T* __restrict w, T* __restrict u, int64_t n, T p0, T p1, T p2, T p3) {
+  for (int64_t h = 0; h < n; ++h) {
+    const T uh = u[h], wh = w[h];
+    u[h] = p0 * uh + p1 * wh;
+    w[h] = p2 * uh + p3 * wh;
+  }
+}
+// One step of a row block with gradient g: v = u - a g; w += v; u = m v - c w (not on
+// the last step).
+template <class T>
+SGD_INLINE void rows_step(T* __restrict w, T* __restrict u, const T* __restrict g, int64_t n,
+                T a, T mom, T c, bool last) {
+  if (last) {
+    for (int64_t h = 0; h < n; ++h) w[h] += u[h] - a * g[h];
+    return;
+  }
+  for (int64_t h = 0; h < n; ++h) {
+    const T v = u[h] - a * g[h];
+    const T wh = w[h] + v;
+    w[h] = wh;
+    u[h] = mom * v - c * wh;
+  }
+}
+
+}  // namespace body
+
+// The entry points: each template above compiled for AVX-512, AVX2 and baseline
+// x86-64 per element type (common/multiversion.h).
+#define SGD_CLONES(T)                                                                           \
+  [[maybe_unused]] SGD_MULTIVERSION static void sparse_rows_dot(T* __restrict a,                \
+      const T* __restrict W, int64_t ldw, const int32_t* __restrict col,                        \
+      const T* __restrict val, int64_t nnz, int64_t n) {                                        \
+    body::sparse_rows_dot<T>(a, W, ldw, col, val, nnz, n);                                      \
+  }                                                                                             \
+  [[maybe_unused]] SGD_MULTIVERSION static void rows_catch_up(T* __restrict w,                  \
+      T* __restrict u, int64_t n, T p0, T p1, T p2, T p3) {                                     \
+    body::rows_catch_up<T>(w, u, n, p0, p1, p2, p3);                                            \
+  }                                                                                             \
+  [[maybe_unused]] SGD_MULTIVERSION static void rows_step(T* __restrict w, T* __restrict u,     \
+      const T* __restrict g, int64_t n, T a, T mom, T c, bool last) {                           \
+    body::rows_step<T>(w, u, g, n, a, mom, c, last);                                            \
+  }
+SGD_CLONES(float)
+SGD_CLONES(double)
+#undef SGD_CLONES
 
 // Columns per block of a [rows, H] operand streamed row by row: a block of `rows` rows
 // stays within about 384 KiB (L2), in multiples of 8 vectors of 64 bytes (the register

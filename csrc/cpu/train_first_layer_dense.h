@@ -22,27 +22,38 @@ namespace sgdcore::cpu::sgd {
 
 // W1 block after its GEMM: w += v, then v = m v - c w (the next step's u), or only
 // w += v on the last step.
-#define SGD_DEFINE_UPDATE(T)                                                             \
-  [[maybe_unused]] SGD_MULTIVERSION static void update_block(T* __restrict w, T* __restrict v, int64_t n, T mom, \
-                                     T c, bool last) {                                   \
-    if (last) {                                                                          \
-      for (int64_t i = 0; i < n; ++i) w[i] += v[i];                                      \
-    } else if (c != T(0)) {                                                              \
-      for (int64_t i = 0; i < n; ++i) {                                                  \
-        const T wi = w[i] + v[i];                                                        \
-        w[i] = wi;                                                                       \
-        v[i] = mom * v[i] - c * wi;                                                      \
-      }                                                                                  \
-    } else {                                                                             \
-      for (int64_t i = 0; i < n; ++i) {                                                  \
-        w[i] += v[i];                                                                    \
-        v[i] *= mom;                                                                     \
-      }                                                                                  \
-    }                                                                                    \
+namespace body {
+
+template <class T>
+SGD_INLINE void update_block(T* __restrict w, T* __restrict v, int64_t n, T mom, T c, bool last) {
+  if (last) {
+    for (int64_t i = 0; i < n; ++i) w[i] += v[i];
+  } else if (c != T(0)) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T wi = w[i] + v[i];
+      w[i] = wi;
+      v[i] = mom * v[i] - c * wi;
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      w[i] += v[i];
+      v[i] *= mom;
+    }
   }
-SGD_DEFINE_UPDATE(float)
-SGD_DEFINE_UPDATE(double)
-#undef SGD_DEFINE_UPDATE
+}
+
+}  // namespace body
+
+// The entry points: each template above compiled for AVX-512, AVX2 and baseline
+// x86-64 per element type (common/multiversion.h).
+#define SGD_CLONES(T)                                                                           \
+  [[maybe_unused]] SGD_MULTIVERSION static void update_block(T* __restrict w,                   \
+      T* __restrict v, int64_t n, T mom, T c, bool last) {                                      \
+    body::update_block<T>(w, v, n, mom, c, last);                                               \
+  }
+SGD_CLONES(float)
+SGD_CLONES(double)
+#undef SGD_CLONES
 
 // W1 [H, D] lives in theta and is updated in blocks of rows: one GEMM (beta = 1) into its
 // velocity buffer, which holds m v - c W1 between steps, one fused pass (W1 += v, next
