@@ -108,7 +108,7 @@ def check_device_kernels(net, dtype, to_device, to_host, device_type):
     assert isinstance(Pm, device_type)
     v = np.random.default_rng(6).standard_normal((2, net.n_params)).astype(dtype)
     out = to_device(np.empty((2, net.n_params), dtype=dtype))
-    curvature.hvp(net, td, Xd, yd, to_device(v), out, (A, Pm))
+    curvature.hvp(net, td, Xd, yd, to_device(v), out, state=(A, Pm))
     for j in range(2):
         close(out[j], reference.hvp(net, theta, X, y, v[j]), dtype, to_host)
 
