@@ -58,3 +58,20 @@ class PredictProba:
 
     def peakmem_predict_proba(self, backend, dtype):
         sgdcore.predict_proba(self.model, self.theta, self.X, backend=self.backend)
+
+
+class InputCheck:
+    """The input check every default call makes: whether X is finite and how many of its
+    entries are non-zero (the C++ first layer's choice), one pass over 60,000 rows."""
+
+    params = (["float32", "float64"], INPUTS)
+    param_names = ["dtype", "inputs"]
+
+    def setup(self, dtype, kind):
+        require("cpp")
+        self.X, _ = inputs(kind, 60_000, 10, dtype)
+
+    def time_check_finite(self, dtype, kind):
+        from sgdcore import _validate
+
+        _validate.check_finite("X", self.X)
