@@ -241,10 +241,6 @@ def flags(kind: str, quantity: str, backend: str) -> frozenset:
     return _KERNELS[(kind, quantity, backend)].flags
 
 
-def _on_gpu(arrays) -> bool:
-    return any(on_device(a) for a in arrays)
-
-
 def is_gpu(backend: str) -> bool:
     """Whether ``backend`` (``"auto"`` read through ``SGDCORE_BACKEND``) names a backend
     whose kernels take arrays that live on a GPU.
@@ -264,7 +260,7 @@ def resolve(
         backend = os.environ.get("SGDCORE_BACKEND", "auto") or "auto"
         where = " (set by the environment variable SGDCORE_BACKEND)"
     if backend == "auto":
-        gpu = _on_gpu(arrays)
+        gpu = any(on_device(a) for a in arrays)
         for b in BACKENDS:
             if _PROBES[b].gpu != gpu:
                 continue
